@@ -1,0 +1,119 @@
+"""The Broker seam: a small Protocol of queue operations, one module per backend.
+
+Brokers move messages atomically and nothing else. Policy (attempt counting, backoff,
+when to dead-letter, task states) lives once, in the worker's executor.
+
+Semantics every broker must keep (the contract suite in tests/contract checks them):
+- `publish` is durable when it returns.
+- `reserve` hands out ready messages, highest priority first (9 before 0), then oldest
+  first, each with a lease; a message is never handed to two consumers while its lease
+  holds. A message whose lease runs out is handed out again (`Delivery.redelivered`).
+- Messages with an `eta` in the future wait in a durable schedule until due.
+- `ack`, `retry`, `dead_letter` and `extend` on a delivery whose lease was lost (it expired
+  and the message was handed out again) do nothing: the newer holder owns it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+from conveyor.message import Envelope
+
+
+class Delivery(msgspec.Struct, frozen=True):
+    """One reserved message. `receipt` identifies this lease; `deliveries` counts hand-outs."""
+
+    id: str
+    queue: str
+    priority: int
+    body: bytes
+    receipt: str
+    deliveries: int = 1
+
+    @property
+    def redelivered(self) -> bool:
+        return self.deliveries > 1
+
+
+class QueueStats(msgspec.Struct):
+    ready: int = 0
+    scheduled: int = 0
+    running: int = 0
+    dead: int = 0
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    id: str
+    queue: str
+    reason: str
+    failed_at: float
+    body: bytes
+
+
+class WorkerInfo(msgspec.Struct, frozen=True):
+    """A live worker process, as `conveyor status` shows it."""
+
+    id: str
+    hostname: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    started: float
+    seen: float
+    processed: int = 0
+    running: int = 0
+
+
+class Broker(Protocol):
+    """Implementations must be safe to use from several threads of one process, and must
+    not reuse connections across `fork()` (worker processes are forked)."""
+
+    url: str
+    lease_seconds: float
+
+    def publish(self, envelopes: Sequence[Envelope]) -> None:
+        """Store messages durably, all in one round trip (`map()` relies on it)."""
+
+    def reserve(self, queues: Sequence[str], n: int, wait: float) -> list[Delivery]:
+        """Up to `n` ready messages from `queues`, leased for `lease_seconds`; block up to
+        `wait` seconds for the first one when none is ready."""
+
+    def extend(self, deliveries: Sequence[Delivery]) -> None:
+        """Renew the leases of running messages for another `lease_seconds`."""
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Remove finished messages for good."""
+
+    def retry(self, delivery: Delivery, body: bytes, at: float | None) -> None:
+        """Put a message back with a new body, ready at `at` (None: at once)."""
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Move a message to its queue's dead-letter store, keeping its body and the reason."""
+
+    def purge(self, queue: str) -> int:
+        """Delete the ready and scheduled messages of a queue; running ones finish."""
+
+    def stats(self) -> dict[str, QueueStats]:
+        """Counts per known queue, `default` always included."""
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """The newest dead letters first."""
+
+    def purge_dead(self, queue: str | None = None, ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (of a queue, or with those ids, or all). Re-running them is
+        the App's job (`App.retry_dead`): it resets their attempts and re-signs them."""
+
+    def heartbeat(self, worker: WorkerInfo, ttl: float) -> None:
+        """Record that a worker process is alive, for `ttl` seconds."""
+
+    def workers(self) -> list[WorkerInfo]:
+        """Workers whose heartbeat hasn't expired."""
+
+    def forget_worker(self, worker_id: str) -> None:
+        """Drop a worker that shut down cleanly."""
+
+    def close(self) -> None:
+        """Release connections. Safe to call twice."""

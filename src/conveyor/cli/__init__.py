@@ -1,0 +1,19 @@
+"""The ``conveyor`` command line. Every command takes ``-A pkg.module[:app]`` (or reads
+``$CONVEYOR_APP``); integrations (Flask, Django) reuse these commands with their App
+already resolved, by putting it in ``ctx.obj``."""
+
+from __future__ import annotations
+
+import click
+
+from conveyor.cli import inspect, worker
+
+
+@click.group()
+@click.version_option(package_name="conveyor")
+def main() -> None:
+    """Conveyor: a task queue that loses nothing."""
+
+
+for command in (worker.worker, *inspect.COMMANDS):
+    main.add_command(command)

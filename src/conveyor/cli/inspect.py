@@ -1,0 +1,137 @@
+"""Read-mostly commands over the broker and result store: status, result, purge, dead."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+
+import click
+import msgspec
+
+from conveyor import signing
+from conveyor.app import App
+from conveyor.cli.options import with_app
+from conveyor.message import decode
+from conveyor.result import State
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                     for row in cells)
+
+
+def ago(timestamp: float) -> str:
+    seconds = max(0, int(time.time() - timestamp))
+    if seconds < 120:
+        return f"{seconds}s ago"
+    return f"{seconds // 60}m ago" if seconds < 7200 else f"{seconds // 3600}h ago"
+
+
+@click.command()
+@with_app
+def status(app: App) -> None:
+    """Queues (ready, scheduled, running, dead) and live workers."""
+    stats = app.broker.stats()
+    rows = [(q, s.ready, s.scheduled, s.running, s.dead) for q, s in sorted(stats.items())]
+    click.echo(table(["QUEUE", "READY", "SCHEDULED", "RUNNING", "DEAD"], rows))
+    workers = app.broker.workers()
+    click.echo(f"\n{len(workers)} worker process(es) alive")
+    if workers:
+        click.echo(table(
+            ["WORKER", "QUEUES", "THREADS", "RUNNING", "PROCESSED", "STARTED"],
+            [(w.id, ",".join(w.queues), w.concurrency, w.running, w.processed, ago(w.started))
+             for w in workers],
+        ))
+
+
+@click.command()
+@with_app
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
+def result(app: App, task_id: str, as_json: bool) -> None:
+    """State, progress, and the result or traceback of one task."""
+    record = app.results.get(task_id)
+    if as_json:
+        click.echo(msgspec.json.encode(record).decode() if record else "null")
+        return
+    if record is None:
+        click.echo(f"{task_id}: PENDING (nothing recorded: queued, unknown, or expired)")
+        return
+    click.echo(f"id:       {record.id}\ntask:     {record.task}\nstate:    {record.state.value}"
+               f"\nattempt:  {record.attempt}\nupdated:  {ago(record.updated)}")
+    if record.progress:
+        current, total, message = record.progress
+        shown = f"{current:g}/{total:g}" if total else f"{current:g}"
+        click.echo(f"progress: {shown}{' ' + message if message else ''}")
+    if record.retry_at:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.retry_at))
+        click.echo(f"retry at: {when}")
+    if record.state is State.SUCCESS or record.state is State.REVOKED:
+        click.echo(f"result:   {json.dumps(record.result)}")
+    if record.error:
+        click.echo(f"error:    {record.error.type}: {record.error.message}")
+        if record.error.traceback:
+            click.echo(record.error.traceback.rstrip())
+
+
+@click.command()
+@with_app
+@click.option("-Q", "--queue", required=True, help="The queue to empty.")
+@click.option("-f", "--force", is_flag=True, help="Don't ask for confirmation.")
+def purge(app: App, queue: str, force: bool) -> None:
+    """Delete a queue's ready and scheduled tasks (running ones finish)."""
+    if not force:
+        click.confirm(f"Delete every waiting task of queue {queue!r}?", abort=True)
+    click.echo(f"purged {app.broker.purge(queue)} task(s) from {queue!r}")
+
+
+@click.group()
+def dead() -> None:
+    """Dead letters: tasks that failed for good, or that could never run."""
+
+
+@dead.command("list")
+@with_app
+@click.option("-Q", "--queue", default=None, help="Only this queue.")
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=50, show_default=True)
+def dead_list(app: App, queue: str | None, limit: int) -> None:
+    """The newest dead letters, with the reason."""
+    letters = app.broker.dead_letters(queue, limit)
+    if not letters:
+        click.echo("no dead letters")
+        return
+    rows = []
+    for letter in letters:
+        try:
+            name = decode(signing.verify(letter.body, app.settings.signing_keys)).task
+        except Exception:
+            name = "(undecodable)"
+        rows.append((letter.id, letter.queue, name, ago(letter.failed_at), letter.reason))
+    click.echo(table(["ID", "QUEUE", "TASK", "FAILED", "REASON"], rows))
+
+
+@dead.command("retry")
+@with_app
+@click.argument("ids", nargs=-1)
+@click.option("-Q", "--queue", default=None, help="Only this queue.")
+def dead_retry(app: App, ids: tuple[str, ...], queue: str | None) -> None:
+    """Run dead letters again (all, or those IDS), from attempt 1."""
+    count = app.retry_dead(list(ids) if ids else None, queue)
+    click.echo(f"re-queued {count} task(s)")
+
+
+@dead.command("purge")
+@with_app
+@click.option("-Q", "--queue", default=None, help="Only this queue.")
+@click.option("-f", "--force", is_flag=True, help="Don't ask for confirmation.")
+def dead_purge(app: App, queue: str | None, force: bool) -> None:
+    """Delete dead letters for good."""
+    if not force:
+        click.confirm("Delete dead letters for good?", abort=True)
+    click.echo(f"deleted {app.broker.purge_dead(queue)} dead letter(s)")
+
+
+COMMANDS = (status, result, purge, dead)

@@ -1,0 +1,33 @@
+"""Options shared by every command: how the App is found, and how errors are shown."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from conveyor.app import App
+from conveyor.cli.discovery import load_app
+from conveyor.errors import ConveyorError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_app(fn: F) -> F:
+    """Add ``-A/--app`` and pass the resolved App as the command's first argument. An App
+    already in ``ctx.obj`` (Flask, Django) wins; ConveyorErrors become clean CLI errors."""
+
+    @click.option("-A", "--app", "app_spec", envvar="CONVEYOR_APP", metavar="MODULE[:APP]",
+                  help="The module holding your App (also $CONVEYOR_APP).")
+    @click.pass_context
+    @functools.wraps(fn)
+    def wrapper(ctx: click.Context, app_spec: str | None, *args: Any, **kwargs: Any) -> Any:
+        app = ctx.obj if isinstance(ctx.obj, App) else load_app(app_spec)
+        try:
+            return fn(app, *args, **kwargs)
+        except ConveyorError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,61 @@
+"""``conveyor worker``: parse options, then hand over to the Supervisor."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from conveyor.app import App
+from conveyor.cli.options import with_app
+from conveyor.config import mask_url
+from conveyor.worker.supervisor import Supervisor
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(processName)s[%(process)d] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def parse_queues(value: str) -> list[str]:
+    queues = [q.strip() for q in value.split(",") if q.strip()]
+    if not queues:
+        raise click.BadParameter("name at least one queue, e.g. -Q default,emails")
+    return queues
+
+
+@click.command()
+@with_app
+@click.option("-Q", "--queues", default="default", show_default=True,
+              help="Comma-separated queues to consume.")
+@click.option("-p", "--processes", type=click.IntRange(min=1), default=None,
+              help="Worker processes [default: CPU count].")
+@click.option("-t", "--threads", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Threads per process (async tasks share one event loop per process).")
+@click.option("--max-tasks-per-child", type=click.IntRange(min=1), default=None,
+              help="Replace a process after it ran this many tasks.")
+@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds a warm shutdown waits for running tasks.")
+@click.option("-l", "--loglevel", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+def worker(app: App, queues: str, processes: int | None, threads: int,
+           max_tasks_per_child: int | None, grace: float, loglevel: str) -> None:
+    """Run worker processes until SIGINT/SIGTERM (twice: don't wait for running tasks)."""
+    configure_logging(loglevel)
+    queue_list = parse_queues(queues)
+    processes = processes or os.cpu_count() or 1
+    app.broker.stats()  # fail now, with a clear message, if the store is unreachable
+    click.echo(
+        f"conveyor worker for {app.name}: {mask_url(app.settings.broker_url)}, "
+        f"queues {','.join(queue_list)}, {processes} process(es) x {threads} thread(s), "
+        f"{len(app.tasks)} task(s) registered",
+        err=True,
+    )
+    supervisor = Supervisor(app, queue_list, processes, threads,
+                            max_tasks_per_child=max_tasks_per_child, grace=grace)
+    raise SystemExit(supervisor.run())

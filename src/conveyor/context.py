@@ -1,0 +1,65 @@
+"""What a running task can see of itself (`bind=True`): id, attempt, progress(), retry().
+
+The one contextvar in the package: it tells `task.progress()` called from helper code
+which task is running on this thread or asyncio task.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from typing import NoReturn
+
+from conveyor.errors import Retry
+from conveyor.result import Progress
+
+ProgressSink = Callable[[Progress], None]
+
+
+class TaskContext:
+    """Handed to `bind=True` tasks as their first argument."""
+
+    __slots__ = ("id", "name", "attempt", "max_attempts", "queue", "headers", "_sink")
+
+    def __init__(
+        self,
+        id: str,
+        name: str,
+        attempt: int = 1,
+        max_attempts: int = 1,
+        queue: str = "default",
+        headers: dict[str, str] | None = None,
+        sink: ProgressSink | None = None,
+    ) -> None:
+        self.id = id
+        self.name = name
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+        self.queue = queue
+        self.headers = headers or {}
+        self._sink = sink
+
+    def __repr__(self) -> str:
+        return f"<TaskContext {self.name} id={self.id} attempt={self.attempt}>"
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+    def progress(self, current: float, total: float | None = None,
+                 message: str | None = None) -> None:
+        """Report progress: visible in `AsyncResult.progress`, `conveyor result` and the
+        dashboard. Cheap to call often: the worker writes only the latest value, in batches."""
+        if total is not None and total < 0:
+            raise ValueError(f"progress total must be >= 0, got {total}")
+        if self._sink is not None:
+            self._sink(Progress(current, total, message))
+
+    def retry(self, countdown: float | None = None, exc: BaseException | None = None) -> NoReturn:
+        """Stop this attempt and run again after `countdown` seconds (default: the backoff)."""
+        raise Retry(countdown, exc=exc)
+
+
+current_task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(
+    "conveyor_current_task", default=None
+)

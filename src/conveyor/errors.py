@@ -1,0 +1,73 @@
+"""Every exception Conveyor raises, under one root, each with a message that says what to do.
+
+Driver errors (sqlite3, redis, ...) are translated into these where they enter our code,
+so callers only ever need to catch `ConveyorError` subclasses.
+"""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Root of every error Conveyor raises."""
+
+
+class ConfigurationError(ConveyorError):
+    """The App, a task or a URL is configured in a way that cannot work."""
+
+
+class NotRegistered(ConveyorError):
+    """A task name that no `@app.task` registered in this process."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"no task named {name!r} is registered: check the name, and that the worker "
+            "imports the module that defines it (conveyor worker -A pkg.module)"
+        )
+        self.name = name
+
+
+class SerializationError(ConveyorError):
+    """A value that JSON cannot carry: raised by `delay()` before anything is sent."""
+
+
+class MessageTooLarge(ConveyorError):
+    """An encoded message over `max_message_size`: raised before anything is sent."""
+
+
+class BrokerUnavailable(ConveyorError):
+    """The broker or result store cannot be reached (the URL in the message is masked)."""
+
+
+class TimeLimitExceeded(ConveyorError):
+    """A task ran past its `soft_time_limit` or `time_limit`."""
+
+
+class TaskError(ConveyorError):
+    """A task failed on a worker: carries the remote exception's type, message and traceback.
+
+    Raised by `AsyncResult.get()`. The original exception is not re-created (that would
+    need pickle); compare `exc.type` instead, e.g. ``exc.type == "ValueError"``.
+    """
+
+    def __init__(self, type: str, message: str, traceback: str | None = None) -> None:
+        super().__init__(f"{type}: {message}" if message else type)
+        self.type = type
+        self.message = message
+        self.traceback = traceback
+
+
+class Retry(Exception):  # noqa: N818 - the public name users know from Celery
+    """Raise inside a task to run it again later: ``raise Retry(countdown=30)``.
+
+    Not a `ConveyorError`: it is control flow, not a failure. It counts as an attempt, so
+    a task that always raises `Retry` ends FAILURE once its `retries` are used up.
+    """
+
+    def __init__(
+        self, countdown: float | None = None, *, exc: BaseException | None = None
+    ) -> None:
+        if countdown is not None and countdown < 0:
+            raise ValueError(f"Retry countdown must be >= 0 seconds, got {countdown}")
+        super().__init__(f"retry in {countdown}s" if countdown is not None else "retry")
+        self.countdown = countdown
+        self.exc = exc

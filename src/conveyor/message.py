@@ -1,0 +1,129 @@
+"""The wire format: one versioned msgspec Struct per task, encoded once as JSON.
+
+Brokers never look inside the body: they move `Envelope`s (routing fields plus opaque
+bytes), so a message that cannot be decoded or whose signature fails can still be
+dead-lettered with its exact bytes, and a signature covers exactly what was sent.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from conveyor.errors import MessageTooLarge, SerializationError
+
+PROTOCOL_VERSION = 1
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One task invocation. `attempt` counts from 1; times are Unix seconds."""
+
+    v: int = PROTOCOL_VERSION
+    id: str
+    task: str
+    args: list[Any] = msgspec.field(default_factory=list)
+    kwargs: dict[str, Any] = msgspec.field(default_factory=dict)
+    queue: str = "default"
+    priority: int = 0
+    eta: float | None = None
+    expires: float | None = None
+    attempt: int = 1
+    created: float = 0.0
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def next_attempt(self, eta: float) -> Message:
+        return msgspec.structs.replace(self, attempt=self.attempt + 1, eta=eta)
+
+
+class Envelope(msgspec.Struct, frozen=True):
+    """What a broker stores and hands out: routing fields the broker needs, plus the body."""
+
+    id: str
+    queue: str
+    priority: int
+    eta: float | None
+    body: bytes
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Message)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now() -> float:
+    return time.time()
+
+
+def encode(message: Message, limit: int, param_names: Sequence[str] = ()) -> bytes:
+    """Encode a message, or raise naming the argument JSON can't carry / the size over `limit`."""
+    try:
+        body = _encoder.encode(message)
+    except (TypeError, msgspec.EncodeError, OverflowError) as exc:
+        raise SerializationError(_describe_bad_argument(message, exc, param_names)) from exc
+    if len(body) > limit:
+        raise MessageTooLarge(
+            f"task {message.task!r}: the encoded message is {len(body):,} bytes, over "
+            f"max_message_size={limit:,}: pass a reference (a path, a URL, a row id) instead "
+            "of the data, or raise max_message_size on the App"
+        )
+    return body
+
+
+def decode(body: bytes) -> Message:
+    """Decode a body produced by `encode` (raises msgspec.DecodeError / ValidationError)."""
+    return _decoder.decode(body)
+
+
+def encode_value(value: Any, what: str) -> bytes:
+    """Encode a task's return value; `what` names it in the error."""
+    try:
+        return _encoder.encode(value)
+    except (TypeError, msgspec.EncodeError, OverflowError) as exc:
+        raise SerializationError(
+            f"{what} of type {type(value).__name__} can't be stored as JSON ({exc}): "
+            "return plain data (str, int, float, bool, None, lists, dicts)"
+        ) from exc
+
+
+def _describe_bad_argument(
+    message: Message, exc: BaseException, param_names: Sequence[str]
+) -> str:
+    for label, value in _labelled_arguments(message.args, message.kwargs, param_names):
+        try:
+            _encoder.encode(value)
+        except (TypeError, msgspec.EncodeError, OverflowError):
+            return (
+                f"task {message.task!r}: argument {label} of type {type(value).__name__} "
+                f"can't be sent as JSON ({exc}): pass plain data (str, int, float, bool, "
+                "None, lists, dicts) or an id the task can look up"
+            )
+    return f"task {message.task!r}: the message can't be encoded as JSON ({exc})"
+
+
+def _labelled_arguments(
+    args: Sequence[Any], kwargs: Mapping[str, Any], param_names: Sequence[str]
+) -> list[tuple[str, Any]]:
+    labelled = [
+        (repr(param_names[i]) if i < len(param_names) else f"#{i} (positional)", value)
+        for i, value in enumerate(args)
+    ]
+    labelled += [(repr(key), value) for key, value in kwargs.items()]
+    return labelled
+
+
+def check_signature(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any],
+                    skip_first: bool = False) -> None:
+    """Raise TypeError if `args`/`kwargs` can't be bound to `fn` (what calling it would say)."""
+    signature = inspect.signature(fn)
+    if skip_first:
+        params = list(signature.parameters.values())[1:]
+        signature = signature.replace(parameters=params)
+    signature.bind(*args, **kwargs)

@@ -1,0 +1,160 @@
+"""Task states and `AsyncResult`: the producer's handle on a task, read through the ResultStore."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+
+import msgspec
+
+from conveyor.errors import TaskError
+
+if TYPE_CHECKING:
+    from conveyor.app import App
+
+R = TypeVar("R")
+
+
+class State(enum.StrEnum):
+    """Where a task is in its life. PENDING means "nothing recorded yet": queued or unknown."""
+
+    PENDING = "PENDING"
+    SCHEDULED = "SCHEDULED"
+    STARTED = "STARTED"
+    RETRY = "RETRY"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    REVOKED = "REVOKED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL
+
+
+_FINAL = frozenset({State.SUCCESS, State.FAILURE, State.REVOKED})
+
+
+class Progress(NamedTuple):
+    """What `task.progress(current, total, message)` last reported."""
+
+    current: float
+    total: float | None = None
+    message: str | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.total:
+            return None
+        return min(1.0, max(0.0, self.current / self.total))
+
+
+class ErrorInfo(msgspec.Struct, frozen=True):
+    """A failure as stored: the remote exception's type name, message and traceback text."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+    def to_exception(self) -> TaskError:
+        return TaskError(self.type, self.message, self.traceback)
+
+
+class ResultRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Everything stored about one task id. Each write replaces the whole record."""
+
+    id: str
+    state: State
+    task: str = ""
+    result: Any = None
+    error: ErrorInfo | None = None
+    progress: tuple[float, float | None, str | None] | None = None
+    attempt: int = 0
+    updated: float = 0.0
+    retry_at: float | None = None
+
+
+class AsyncResult(Generic[R]):
+    """A handle on one task: its state, progress and eventually its value or error.
+
+    Cheap to create (no I/O): every property reads the result store when accessed.
+    """
+
+    __slots__ = ("id", "app")
+
+    def __init__(self, task_id: str, app: App) -> None:
+        self.id = task_id
+        self.app = app
+
+    def __repr__(self) -> str:
+        return f"<AsyncResult {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AsyncResult) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def _record(self) -> ResultRecord | None:
+        return self.app.results.get(self.id)
+
+    @property
+    def state(self) -> State:
+        record = self._record()
+        return record.state if record else State.PENDING
+
+    def ready(self) -> bool:
+        return self.state.is_final
+
+    def successful(self) -> bool:
+        return self.state is State.SUCCESS
+
+    def failed(self) -> bool:
+        return self.state is State.FAILURE
+
+    @property
+    def result(self) -> Any:
+        """The value on SUCCESS, a `TaskError` on FAILURE, the reason on REVOKED, else None."""
+        record = self._record()
+        if record is None:
+            return None
+        if record.error is not None and record.state in (State.FAILURE, State.RETRY):
+            return record.error.to_exception()
+        return record.result
+
+    @property
+    def traceback(self) -> str | None:
+        record = self._record()
+        return record.error.traceback if record and record.error else None
+
+    @property
+    def progress(self) -> Progress | None:
+        record = self._record()
+        return Progress(*record.progress) if record and record.progress else None
+
+    def get(self, timeout: float | None = None) -> R:
+        """Wait for the task to finish and return its value.
+
+        Raises `TaskError` (remote type, message, traceback) if it failed or was revoked,
+        and `TimeoutError` if it isn't finished within `timeout` seconds.
+        """
+        record = self.app.results.wait(self.id, timeout)
+        return self._outcome(record, timeout)
+
+    async def aget(self, timeout: float | None = None) -> R:
+        """`get()` for async code: waits without blocking the event loop."""
+        record = await asyncio.to_thread(self.app.results.wait, self.id, timeout)
+        return self._outcome(record, timeout)
+
+    def _outcome(self, record: ResultRecord | None, timeout: float | None) -> R:
+        if record is None or not record.state.is_final:
+            raise TimeoutError(f"task {self.id} did not finish within {timeout} s")
+        if record.state is State.SUCCESS:
+            return record.result  # type: ignore[no-any-return]
+        if record.error is not None:
+            raise record.error.to_exception()
+        raise TaskError("TaskRevoked", str(record.result or "the task was revoked"))
+
+    def forget(self) -> None:
+        """Delete the stored result now instead of waiting for its TTL."""
+        self.app.results.forget([self.id])

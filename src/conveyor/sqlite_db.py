@@ -1,0 +1,150 @@
+"""Connections to the embedded SQLite store, shared by the SQLite broker and result store.
+
+Durability (see docs/sqlite.md): WAL journal. Producer commits use synchronous=FULL, so
+a task whose `delay()` returned survives even a power cut; worker bookkeeping (reserve,
+ack, results) uses NORMAL, which survives any process crash and can lose only the last
+few worker commits on power loss, and WAL keeps commits in order, so what is lost is
+at worst re-run, never dropped.
+
+One connection per thread (sqlite3 connections aren't shareable across threads), and
+none is ever reused after `fork()`: worker processes are forked from the supervisor.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from conveyor.errors import BrokerUnavailable, ConfigurationError
+
+T = TypeVar("T")
+SYNC_LEVELS = ("off", "normal", "full", "extra")
+
+
+def path_from_url(url: str) -> tuple[str, dict[str, str]]:
+    """``sqlite:///rel.db`` -> rel.db (cwd-relative); ``sqlite:////abs.db`` -> /abs.db."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc:
+        raise ConfigurationError(
+            f"{url!r} is not a SQLite URL: use sqlite:///relative/path.db or "
+            "sqlite:////absolute/path.db"
+        )
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if not path:
+        raise ConfigurationError(f"{url!r} names no file: use e.g. sqlite:///conveyor.db")
+    options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    unknown = set(options) - {"synchronous"}
+    if unknown:
+        raise ConfigurationError(f"unknown option(s) {sorted(unknown)} in {url!r}")
+    sync = options.get("synchronous", "").lower()
+    if sync and sync not in SYNC_LEVELS:
+        raise ConfigurationError(f"synchronous= must be one of {SYNC_LEVELS}, got {sync!r}")
+    return os.path.abspath(path), options
+
+
+class Database:
+    """Per-thread, fork-aware connections to one SQLite file, with a schema applied once."""
+
+    def __init__(self, url: str, schema: str, synchronous: str = "normal") -> None:
+        self.url = url
+        self.path, options = path_from_url(url)
+        self.synchronous = options.get("synchronous", synchronous).upper()
+        self._schema = schema
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+
+    def connection(self) -> sqlite3.Connection:
+        if os.getpid() != self._pid:
+            self._after_fork()
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _after_fork(self) -> None:
+        # The parent's connections (and their locks) are unusable here: forget, don't close.
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all = []
+        self._pid = os.getpid()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=60.0, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._apply_schema(conn)
+        except sqlite3.Error as exc:
+            raise BrokerUnavailable(
+                f"can't open the SQLite store {self.url!r} (file {self.path}): {exc}; "
+                "check that the directory exists and is writable"
+            ) from exc
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def _apply_schema(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in filter(str.strip, self._schema.split(";")):
+            conn.execute(statement)
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the lock up front (BEGIN IMMEDIATE), so two
+        writers never deadlock upgrading from read to write."""
+        conn = self.connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def run(self, action: Callable[[], T]) -> T:
+        """Run `action`, translating SQLite errors into BrokerUnavailable."""
+        try:
+            return action()
+        except sqlite3.Error as exc:
+            raise BrokerUnavailable(f"SQLite store {self.url!r} failed: {exc}") from exc
+
+    def changed(self) -> bool:
+        """True if another connection committed since this thread last asked (cheap: no I/O)."""
+        conn = self.connection()
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        previous = getattr(self._local, "data_version", None)
+        self._local.data_version = version
+        return previous is not None and version != previous
+
+    def sleep_until_change(self, deadline: float, poll: float = 0.002) -> None:
+        """Sleep until another connection commits (since the last `changed()` call of this
+        thread, so call that before looking) or `deadline` passes."""
+        while time.monotonic() < deadline:
+            time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+            if self.changed():
+                return
+
+    def close(self) -> None:
+        if os.getpid() != self._pid:
+            return
+        with self._lock:
+            connections, self._all = self._all, []
+        for conn in connections:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()

@@ -1,0 +1,201 @@
+"""`Task[P, R]`: a function registered with `@app.task`, typed like the function.
+
+`delay()` and `apply_async()` build a `Message`, encode it once and publish it in one
+round trip; `map()` publishes many in one. A plain call runs the function inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from conveyor.context import TaskContext, current_task
+from conveyor.message import Message, new_id, now
+from conveyor.result import AsyncResult
+
+if TYPE_CHECKING:
+    from conveyor.app import App
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Every option `@app.task(...)` accepts; see docs/tasks.md for what each one does."""
+
+    name: str
+    queue: str = "default"
+    priority: int = 0
+    retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = ()
+    backoff: float = 1.0
+    backoff_max: float = 600.0
+    jitter: bool = True
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    ignore_result: bool = False
+    result_ttl: float | None = None
+    acks_late: bool = True
+    bind: bool = False
+
+
+OPTION_NAMES = frozenset(f.name for f in fields(TaskOptions))
+CORE_OPTIONS = frozenset({"name", "queue", "priority", "ignore_result", "result_ttl",
+                          "acks_late", "bind"})
+
+
+def check_priority(priority: object) -> int:
+    if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 9:
+        raise ValueError(f"priority must be an int from 0 to 9 (9 runs first), got {priority!r}")
+    return priority
+
+
+def check_queue(queue: object) -> str:
+    if not isinstance(queue, str) or not queue or len(queue) > 200:
+        raise ValueError(f"queue must be a non-empty name of up to 200 characters, got {queue!r}")
+    return queue
+
+
+def to_timestamp(when: datetime | float | None, what: str, relative: bool) -> float | None:
+    """Seconds since the epoch from a datetime (naive means UTC, as in Celery) or, if
+    `relative`, from a number of seconds from now."""
+    if when is None:
+        return None
+    if isinstance(when, datetime):
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    if relative and isinstance(when, int | float) and not isinstance(when, bool):
+        if when < 0:
+            raise ValueError(f"{what} must be >= 0 seconds, got {when}")
+        return now() + float(when)
+    kind = "a datetime or seconds from now" if relative else "a datetime"
+    raise TypeError(f"{what} must be {kind}, got {when!r}")
+
+
+class Task(Generic[P, R]):
+    """A registered task. Call it to run inline; `delay()` to run it on a worker."""
+
+    def __init__(self, app: App, fn: Callable[..., Any], options: TaskOptions) -> None:
+        self.app = app
+        self.fn = fn
+        self.options = options
+        self.name = options.name
+        self.is_async = inspect.iscoroutinefunction(fn)
+        signature = inspect.signature(fn)
+        params = list(signature.parameters.values())
+        if options.bind:
+            if not params:
+                raise TypeError(f"task {self.name!r} has bind=True, so its first parameter "
+                                "receives the task context: add one (e.g. `task`)")
+            params = params[1:]
+        self.signature = signature.replace(parameters=params)
+        self.param_names = [p.name for p in params]
+        self.__name__ = getattr(fn, "__name__", self.name)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run inline in this process, like the function (a bound task gets a fresh context)."""
+        if self.options.bind:
+            context = current_task.get() or TaskContext(new_id(), self.name)
+            return self.fn(context, *args, **kwargs)  # type: ignore[no-any-return]
+        return self.fn(*args, **kwargs)  # type: ignore[no-any-return]
+
+    def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raise TypeError, naming the task, when the arguments don't fit its signature."""
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"task {self.name!r}: {exc} (signature: {self.signature})") from None
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+        """Enqueue with default options. Durable once it returns."""
+        return self.apply_async(args, kwargs)
+
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+        """`delay()` for async code: the publish runs off the event loop."""
+        return await asyncio.to_thread(self.apply_async, args, kwargs)
+
+    def apply_async(
+        self,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        expires: float | datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        task_id: str | None = None,
+    ) -> AsyncResult[R]:
+        """Enqueue with per-call options: `countdown` seconds or an `eta` datetime to run
+        later, `expires` (seconds or datetime) after which it is revoked unrun,
+        `priority` 0..9, another `queue`, or your own `task_id`.
+
+        Raises TypeError when the arguments don't fit the function, SerializationError
+        when one can't be sent as JSON, MessageTooLarge, BrokerUnavailable.
+        """
+        message = self.message(args, kwargs, countdown=countdown, eta=eta, expires=expires,
+                               priority=priority, queue=queue, task_id=task_id)
+        self.app.publish([message], self.param_names)
+        return AsyncResult(message.id, self.app)
+
+    def map(self, arguments: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[AsyncResult[R]]:
+        """Enqueue one task per item (a tuple of args or a dict of kwargs), in one round trip."""
+        messages = [
+            self.message((), item) if isinstance(item, Mapping) else self.message(item, None)
+            for item in arguments
+        ]
+        self.app.publish(messages, self.param_names)
+        return [AsyncResult(m.id, self.app) for m in messages]
+
+    def message(
+        self,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        expires: float | datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        task_id: str | None = None,
+    ) -> Message:
+        """Build (not send) the message for one call, validating everything first."""
+        if not isinstance(args, list | tuple):
+            raise TypeError(f"task {self.name!r}: args must be a tuple or list, got {args!r}")
+        kwargs = dict(kwargs or {})
+        self.check_arguments(args, kwargs)
+        if countdown is not None and eta is not None:
+            raise ValueError("give either countdown or eta, not both")
+        created = now()
+        run_at = to_timestamp(countdown, "countdown", relative=True) or to_timestamp(
+            eta, "eta", relative=False)
+        return Message(
+            id=task_id or new_id(),
+            task=self.name,
+            args=list(args),
+            kwargs=kwargs,
+            queue=check_queue(queue if queue is not None else self.options.queue),
+            priority=check_priority(priority if priority is not None else self.options.priority),
+            eta=run_at,
+            expires=to_timestamp(expires, "expires", relative=True),
+            created=created,
+        )
+
+
+class AsyncTask(Task[P, R]):
+    """A registered `async def` task: a plain call returns the coroutine, like the function;
+    `delay()` gives an AsyncResult of the awaited value."""
+
+    def __call__(  # type: ignore[override]
+        self, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, R]:
+        return super().__call__(*args, **kwargs)  # type: ignore[return-value]

@@ -1,0 +1,216 @@
+"""Runs one delivery: decode, look up the task, run it inside the middleware, and turn how
+it ended into a `Completion` (the result to store and the broker action to take).
+
+The executor does no I/O of its own: the consumer writes results and acks for a whole
+batch of completions at once. Bad messages never raise out of here: they become a
+dead letter with the reason, and a FAILURE result when the task id can be trusted.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+
+from conveyor import signing
+from conveyor.brokers.base import Delivery
+from conveyor.context import TaskContext, current_task
+from conveyor.errors import NotRegistered, Retry, SerializationError, TimeLimitExceeded
+from conveyor.message import Message, decode, encode, encode_value
+from conveyor.middleware.base import Execution, Outcome
+from conveyor.middleware.retries import max_retries
+from conveyor.result import ErrorInfo, Progress, ResultRecord, State
+from conveyor.task import Task
+from conveyor.worker.watchdog import HardLimits
+
+if TYPE_CHECKING:
+    from conveyor.app import App
+
+Action = Literal["ack", "retry", "dead"]
+RecordSink = Callable[[ResultRecord, float], None]
+
+
+@dataclass
+class Completion:
+    """What the consumer must do for a finished delivery."""
+
+    delivery: Delivery
+    action: Action
+    record: ResultRecord | None = None
+    ttl: float = 0.0
+    body: bytes | None = None
+    at: float | None = None
+    reason: str = ""
+    acked: bool = False  # acks_late=False: the message is already gone from the broker
+
+
+@dataclass
+class Prepared:
+    delivery: Delivery
+    message: Message
+    task: Task[Any, Any]
+
+
+def error_info(exc: BaseException, tb: str | None = None) -> ErrorInfo:
+    if isinstance(exc, Retry) and exc.exc is not None:
+        exc = exc.exc
+    return ErrorInfo(type(exc).__name__, str(exc), tb)
+
+
+class Executor:
+    def __init__(self, app: App, sink: RecordSink, early_ack: Callable[[Delivery], None],
+                 limits: HardLimits | None = None) -> None:
+        self.app = app
+        self.limits = limits or HardLimits()
+        self.sink = sink
+        self.early_ack = early_ack
+        self.keys = app.settings.signing_keys
+        self.default_ttl = app.settings.result_ttl
+
+    # -- before running --------------------------------------------------------------
+
+    def prepare(self, delivery: Delivery) -> Prepared | Completion:
+        """Check a delivery can run; if it can't, say what to do with it instead."""
+        try:
+            payload = signing.verify(delivery.body, self.keys)
+        except signing.SignatureError as exc:
+            return Completion(delivery, "dead", reason=f"rejected: {exc}")
+        try:
+            message = decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            reason = f"undecodable message: {exc}"
+            return self._fail_unrun(delivery, delivery.id, "?", 1, "DecodeError", reason)
+        task = self.app.tasks.get(message.task)
+        if task is None:
+            error = NotRegistered(message.task)
+            return self._fail_unrun(delivery, message.id, message.task, message.attempt,
+                                    "NotRegistered", str(error))
+        if message.expires is not None and message.expires <= time.time():
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(message.expires))
+            reason = f"expired at {when} UTC before it could run"
+            record = ResultRecord(id=message.id, state=State.REVOKED, task=message.task,
+                                  result=reason, attempt=message.attempt, updated=time.time())
+            return Completion(delivery, "ack", record, self._ttl(task))
+        try:
+            task.check_arguments(message.args, message.kwargs)
+        except TypeError as exc:
+            return self._fail_unrun(delivery, message.id, message.task, message.attempt,
+                                    "TypeError", str(exc))
+        return Prepared(delivery, message, task)
+
+    def _fail_unrun(self, delivery: Delivery, task_id: str, name: str, attempt: int,
+                    kind: str, reason: str) -> Completion:
+        record = ResultRecord(id=task_id, state=State.FAILURE, task=name, attempt=attempt,
+                              error=ErrorInfo(kind, reason), updated=time.time())
+        return Completion(delivery, "dead", record, self.default_ttl, reason=f"{kind}: {reason}")
+
+    def _ttl(self, task: Task[Any, Any]) -> float:
+        return task.options.result_ttl or self.default_ttl
+
+    # -- running ---------------------------------------------------------------------
+
+    def start(self, prepared: Prepared) -> tuple[Execution, list[Any]]:
+        """Build the execution and the call's arguments; report STARTED."""
+        message, task = prepared.message, prepared.task
+        options = task.options
+        ttl = self._ttl(task)
+        started = time.time()
+        allowed = 1 + max_retries(options)
+
+        def report(progress: Progress | None) -> None:
+            if options.ignore_result:
+                return
+            self.sink(ResultRecord(id=message.id, state=State.STARTED, task=message.task,
+                                   attempt=message.attempt,
+                                   progress=(progress.current, progress.total, progress.message)
+                                   if progress else None,
+                                   updated=time.time()), ttl)
+
+        context = TaskContext(message.id, message.task, message.attempt, allowed,
+                              message.queue, message.headers, sink=report)
+        report(None)
+        if not options.acks_late:
+            self.early_ack(prepared.delivery)
+        args: list[Any] = [context, *message.args] if options.bind else list(message.args)
+        execution = Execution(message, task, context, started)
+        self.limits.started(prepared, execution)
+        return execution, args
+
+    def run_sync(self, prepared: Prepared) -> Completion:
+        execution, args = self.start(prepared)
+        token = current_task.set(execution.context)
+        outcome = Outcome()
+        try:
+            self.app.middleware.before_execute(execution)
+            outcome.value = execution.task.fn(*args, **execution.message.kwargs)
+        except BaseException as exc:  # noqa: BLE001 - a task's failure is data here
+            outcome.error, outcome.traceback = exc, traceback.format_exc()
+        finally:
+            current_task.reset(token)
+        return self.finish(prepared, execution, outcome)
+
+    async def run_async(self, prepared: Prepared) -> Completion:
+        execution, args = self.start(prepared)
+        token = current_task.set(execution.context)
+        outcome = Outcome()
+        try:
+            self.app.middleware.before_execute(execution)
+            outcome.value = await execution.task.fn(*args, **execution.message.kwargs)
+        except BaseException as exc:  # noqa: BLE001 - includes CancelledError from limits
+            outcome.error, outcome.traceback = exc, traceback.format_exc()
+        finally:
+            current_task.reset(token)
+        return self.finish(prepared, execution, outcome)
+
+    # -- after running ---------------------------------------------------------------
+
+    def finish(self, prepared: Prepared, execution: Execution, outcome: Outcome) -> Completion:
+        self.limits.finished(prepared)
+        try:
+            return self._finish(prepared, execution, outcome)
+        except TimeLimitExceeded:
+            # A soft limit fired just as the task ended: the task itself is done.
+            return self._finish(prepared, execution, outcome)
+
+    def _finish(self, prepared: Prepared, execution: Execution, outcome: Outcome) -> Completion:
+        message, task, delivery = prepared.message, prepared.task, prepared.delivery
+        if outcome.error is None:
+            outcome = self._encode_value(task, outcome)
+        self.app.middleware.notify("after_execute", execution, outcome)
+        ttl = self._ttl(task)
+        early = not task.options.acks_late
+        now = time.time()
+        if outcome.error is None:
+            record = None if task.options.ignore_result else ResultRecord(
+                id=message.id, state=State.SUCCESS, task=message.task, result=outcome.value,
+                attempt=message.attempt, updated=now)
+            return Completion(delivery, "ack", record, ttl, acked=early)
+        info = error_info(outcome.error, outcome.traceback)
+        if outcome.retry_at is not None:
+            self.app.middleware.notify("on_retry", execution, outcome)
+            record = ResultRecord(id=message.id, state=State.RETRY, task=message.task,
+                                  error=info, attempt=message.attempt, updated=now,
+                                  retry_at=outcome.retry_at)
+            body = signing.sign(encode(message.next_attempt(outcome.retry_at),
+                                       self.app.settings.max_message_size), self.keys)
+            return Completion(delivery, "retry", record, ttl, body=body, at=outcome.retry_at,
+                              acked=early)
+        self.app.middleware.notify("on_failure", execution, outcome)
+        record = ResultRecord(id=message.id, state=State.FAILURE, task=message.task,
+                              error=info, attempt=message.attempt, updated=now)
+        reason = f"{info.type}: {info.message} (attempt {message.attempt})"
+        return Completion(delivery, "dead", record, ttl, reason=reason, acked=early)
+
+    def _encode_value(self, task: Task[Any, Any], outcome: Outcome) -> Outcome:
+        if task.options.ignore_result:
+            return outcome
+        try:
+            outcome.value = msgspec.Raw(encode_value(outcome.value,
+                                                     f"the return value of {task.name!r}"))
+        except SerializationError as exc:
+            outcome.error, outcome.traceback, outcome.value = exc, None, None
+        return outcome

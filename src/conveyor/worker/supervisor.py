@@ -1,0 +1,142 @@
+"""The supervisor: forks worker processes, restarts any that dies, recycles them, and
+turns signals into warm or cold shutdown.
+
+Signals: the supervisor alone listens to SIGINT/SIGTERM; its children ignore them, so
+a signal sent to the whole process group (Ctrl-C in a terminal, `kill -TERM -PGID`)
+counts once. The first asks the children for a warm shutdown (SIGUSR1), the second for
+a cold one (SIGUSR2). Children stay in the supervisor's process group, and a child
+whose supervisor vanished (even by SIGKILL) hands its tasks back and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from conveyor.worker.worker import EXIT_HARD_LIMIT, Worker
+
+if TYPE_CHECKING:
+    from conveyor.app import App
+
+logger = logging.getLogger("conveyor.supervisor")
+
+WARM, COLD = signal.SIGUSR1, signal.SIGUSR2
+CRASH_WINDOW = 2.0  # a child dying sooner than this after start counts as a crash loop
+
+
+class Supervisor:
+    def __init__(
+        self,
+        app: App,
+        queues: Sequence[str] = ("default",),
+        processes: int = 2,
+        threads: int = 8,
+        *,
+        max_tasks_per_child: int | None = None,
+        grace: float = 30.0,
+        on_child_start: Callable[[], None] | None = None,
+    ) -> None:
+        if processes < 1:
+            raise ValueError(f"processes must be >= 1, got {processes}")
+        self.app = app
+        self.queues = tuple(queues)
+        self.processes = processes
+        self.threads = threads
+        self.max_tasks_per_child = max_tasks_per_child
+        self.grace = grace
+        self.on_child_start = on_child_start
+        self.children: dict[int, float] = {}  # pid -> start time
+        self._signals = 0
+        self._crash_delay = 0.0
+
+    def run(self) -> int:
+        """Run until a signal stops it; returns the exit status for the command line."""
+        previous = {sig: signal.signal(sig, self._on_signal)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.app.close()  # no connection may cross fork()
+        try:
+            for _ in range(self.processes):
+                self._spawn()
+            while self._signals == 0:
+                self._reap(restart=True)
+                time.sleep(0.1)
+            self._tell_children(WARM)
+            told_cold = False
+            while self.children:
+                if self._signals > 1 and not told_cold:
+                    self._tell_children(COLD)
+                    told_cold = True
+                self._reap(restart=False)
+                time.sleep(0.05)
+            return 0
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        kind = "warm" if self._signals == 1 else "cold"
+        logger.warning("received %s: %s shutdown", signal.Signals(signum).name, kind)
+
+    def _tell_children(self, sig: signal.Signals) -> None:
+        for pid in list(self.children):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                self.children.pop(pid, None)
+
+    def _reap(self, restart: bool) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            started = self.children.pop(pid, time.monotonic())
+            code = os.waitstatus_to_exitcode(status)
+            if not restart:
+                continue
+            if code == EXIT_HARD_LIMIT:
+                logger.warning("worker %d replaced after a task's hard time limit", pid)
+            elif code != 0:
+                logger.error("worker %d died (exit %s): starting a new one", pid, code)
+            lived = time.monotonic() - started
+            self._crash_delay = min(10.0, self._crash_delay * 2 or 0.2) if lived < CRASH_WINDOW \
+                else 0.0
+            time.sleep(self._crash_delay)
+            self._spawn()
+
+    def _spawn(self) -> None:
+        pid = os.fork()
+        if pid:
+            self.children[pid] = time.monotonic()
+            return
+        code = 1
+        try:
+            code = self._child()
+        except BaseException:
+            logger.exception("worker process failed")
+        finally:
+            logging.shutdown()
+            os._exit(code)
+
+    def _child(self) -> int:
+        worker = Worker(self.app, self.queues, self.threads, max_tasks=self.max_tasks_per_child,
+                        grace=self.grace, supervised=True)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(WARM, lambda *_: worker.stop(cold=False))
+        signal.signal(COLD, lambda *_: worker.stop(cold=True))
+        if self.on_child_start is not None:
+            self.on_child_start()
+        logger.info("worker %s started: queues %s, %d threads", worker.id,
+                    ",".join(self.queues), self.threads)
+        worker.run()
+        return 0

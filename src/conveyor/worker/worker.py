@@ -1,0 +1,155 @@
+"""`Worker`: one worker process's whole life: consumer, task pools, and a heartbeat thread
+that renews leases, reports liveness, enforces hard time limits and notices the
+supervisor's death. Usable in-process too (`run(burst=True)`, as conveyor.testing does).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from conveyor.brokers.base import WorkerInfo
+from conveyor.errors import ConveyorError, TimeLimitExceeded
+from conveyor.middleware.base import Outcome
+from conveyor.worker.consumer import IDLE_WAIT, Consumer
+
+if TYPE_CHECKING:
+    from conveyor.app import App
+
+logger = logging.getLogger("conveyor.worker")
+
+EXIT_HARD_LIMIT = 70  # the process replaced itself to stop a task over its time_limit
+HEARTBEAT_TICK = 0.1
+WORKER_TTL = 15.0
+
+
+class Worker:
+    def __init__(
+        self,
+        app: App,
+        queues: Sequence[str] = ("default",),
+        threads: int = 8,
+        *,
+        max_tasks: int | None = None,
+        grace: float = 30.0,
+        supervised: bool = False,
+        prefetch: int | None = None,
+    ) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.app = app
+        self.consumer = Consumer(app, queues, threads, prefetch)
+        self.queues = tuple(queues)
+        self.threads = threads
+        self.max_tasks = max_tasks
+        self.grace = grace
+        self.supervised = supervised
+        self.parent_pid = os.getppid()
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.started = time.time()
+        self._warm = threading.Event()
+        self._cold = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    def stop(self, cold: bool = False) -> None:
+        """Ask the worker to stop (safe from a signal handler): warm finishes running tasks
+        within the grace period and hands back the rest; cold hands everything back now."""
+        (self._cold if cold else self._warm).set()
+        self.consumer.stopping.set()
+
+    def run(self, burst: bool = False) -> None:
+        """Work until stopped; with `burst`, until nothing is ready or running."""
+        self._heartbeat = threading.Thread(target=self._beat, name="conveyor-heartbeat",
+                                           daemon=True)
+        self._heartbeat.start()
+        try:
+            self._loop(burst)
+        finally:
+            self._shut_down()
+
+    def _loop(self, burst: bool) -> None:
+        consumer = self.consumer
+        while not consumer.stopping.is_set():
+            try:
+                started = consumer.step(IDLE_WAIT if not burst else 0.0)
+            except ConveyorError as exc:  # store unreachable: keep trying, don't die
+                logger.error("worker can't reach the store, retrying in 1 s: %s", exc)
+                time.sleep(1.0)
+                continue
+            if burst and not started and not consumer.in_flight:
+                consumer.flush()
+                return
+            if self.max_tasks is not None and consumer.processed >= self.max_tasks:
+                logger.info("worker %s processed %d tasks: recycling", self.id, consumer.processed)
+                self.stop()
+
+    def _shut_down(self) -> None:
+        consumer = self.consumer
+        consumer.pools.cancel_pending()
+        if not self._cold.is_set():
+            deadline = time.monotonic() + self.grace
+            while consumer.in_flight and time.monotonic() < deadline and not self._cold.is_set():
+                consumer.drain(min(0.2, max(0.0, deadline - time.monotonic())))
+        handed_back = consumer.hand_back()
+        if handed_back:
+            logger.warning("worker %s handed %d unfinished task(s) back", self.id, handed_back)
+        consumer.pools.shutdown()
+        self._cold.set()  # stops the heartbeat thread
+        try:
+            self.app.broker.forget_worker(self.id)
+        except ConveyorError:
+            pass
+
+    # -- heartbeat thread -----------------------------------------------------------
+
+    def _beat(self) -> None:
+        renew_every = self.app.broker.lease_seconds / 3
+        next_renew = next_report = 0.0
+        while not self._cold.wait(HEARTBEAT_TICK):
+            now = time.monotonic()
+            try:
+                self._enforce_hard_limits()
+                if now >= next_renew:
+                    self.consumer.renew_leases()
+                    next_renew = now + renew_every
+                if now >= next_report:
+                    self.app.broker.heartbeat(self._info(), WORKER_TTL)
+                    next_report = now + WORKER_TTL / 3
+            except ConveyorError as exc:
+                logger.error("heartbeat failed, retrying: %s", exc)
+            if self.supervised and os.getppid() != self.parent_pid:
+                logger.error("the supervisor died: handing tasks back and exiting")
+                self.stop(cold=True)
+
+    def _info(self) -> WorkerInfo:
+        return WorkerInfo(
+            id=self.id, hostname=socket.gethostname(), pid=os.getpid(), queues=self.queues,
+            concurrency=self.threads, started=self.started, seen=time.time(),
+            processed=self.consumer.processed, running=len(self.consumer.in_flight),
+        )
+
+    def _enforce_hard_limits(self) -> None:
+        overdue = self.consumer.executor.limits.overdue()
+        if not overdue:
+            return
+        for prepared, execution in overdue:
+            limit = prepared.task.options.time_limit
+            error = TimeLimitExceeded(f"hard time limit of {limit} s exceeded: the task was "
+                                      "stopped by replacing its worker process")
+            completion = self.consumer.executor.finish(prepared, execution, Outcome(error=error))
+            self.consumer.post_completion(completion)
+            logger.error("task %s (%s) exceeded its time limit of %s s",
+                         prepared.message.id, prepared.task.name, limit)
+        if not self.supervised:
+            logger.error("not supervised: the overdue task's thread can't be stopped; its "
+                         "result is recorded and it is otherwise ignored")
+            return
+        self.consumer.pools.cancel_pending()
+        self.consumer.hand_back()
+        os._exit(EXIT_HARD_LIMIT)
