@@ -1,0 +1,162 @@
+"""Shared fixtures: a fresh store per test, brokers by name, and real worker processes.
+
+A test that needs a network service it can't reach fails under CI=true and skips with
+the reason elsewhere (`require_service`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conveyor.brokers.base import Broker
+from conveyor.brokers.memory import MemoryBroker
+from conveyor.brokers.sqlite import SQLiteBroker
+from conveyor.results.base import ResultStore
+from conveyor.results.memory import MemoryResultStore
+from conveyor.results.sqlite import SQLiteResultStore
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS_MODULE = Path(__file__).resolve().parent / "worker" / "e2e_tasks.py"
+BROKERS = ["memory", "sqlite"]
+
+
+def require_service(host: str, port: int, name: str) -> None:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as exc:
+        message = f"{name} is not reachable on {host}:{port} ({exc})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'conveyor.db'}"
+
+
+@pytest.fixture(params=BROKERS)
+def make_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Broker]]:
+    """A factory of brokers of one kind sharing one store: `make_broker(lease_seconds=1)`."""
+    made: list[Broker] = []
+    kind: str = request.param
+    memory: list[MemoryBroker] = []
+
+    def make(lease_seconds: float = 30.0) -> Broker:
+        broker: Broker
+        if kind == "memory":
+            # One in-process store: extra "connections" share it, as clients of a server do.
+            if not memory:
+                memory.append(MemoryBroker(lease_seconds=lease_seconds))
+            broker = memory[0]
+            broker.lease_seconds = lease_seconds
+        else:
+            broker = SQLiteBroker(f"sqlite:///{tmp_path / 'broker.db'}", lease_seconds)
+        made.append(broker)
+        return broker
+
+    make.kind = kind  # type: ignore[attr-defined]
+    yield make
+    for broker in made:
+        broker.close()
+
+
+@pytest.fixture
+def broker(make_broker: Callable[..., Broker]) -> Broker:
+    return make_broker()
+
+
+@pytest.fixture(params=BROKERS)
+def result_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ResultStore]:
+    store: ResultStore
+    if request.param == "memory":
+        store = MemoryResultStore()
+    else:
+        store = SQLiteResultStore(f"sqlite:///{tmp_path / 'results.db'}")
+    yield store
+    store.close()
+
+
+class WorkerProcess:
+    """A real `conveyor worker` supervisor started in its own process group."""
+
+    def __init__(self, cwd: Path, env: dict[str, str], args: list[str]) -> None:
+        self.log = cwd / f"worker-{time.monotonic_ns()}.log"
+        self._log_file = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "conveyor", "worker", "-A", "e2e_tasks", *args],
+            cwd=cwd, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def children(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
+                             text=True).stdout
+        return [int(pid) for pid in out.split()]
+
+    def wait_for_children(self, count: int, timeout: float = 15.0) -> list[int]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pids = self.children()
+            if len(pids) >= count:
+                return pids
+            time.sleep(0.05)
+        raise AssertionError(f"worker never had {count} processes:\n{self.output()}")
+
+    def signal_group(self, sig: int) -> None:
+        os.killpg(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(15)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log_file.close()
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, 9)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+        self._log_file.close()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory holding the e2e task module and its SQLite store, importable here too."""
+    (tmp_path / "e2e_tasks.py").write_text(TASKS_MODULE.read_text())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("CONVEYOR_BROKER_URL", f"sqlite:///{tmp_path / 'conveyor.db'}")
+    sys.modules.pop("e2e_tasks", None)
+    return tmp_path
+
+
+@pytest.fixture
+def start_worker(project: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start `conveyor worker -A e2e_tasks ARGS...` in `project`; killed after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str) -> WorkerProcess:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(project), str(ROOT / "src")])}
+        worker = WorkerProcess(project, env, list(args))
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()
+    sys.modules.pop("e2e_tasks", None)

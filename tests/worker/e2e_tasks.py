@@ -1,0 +1,109 @@
+"""Tasks the end-to-end and chaos tests run in real `conveyor worker` processes.
+
+Side effects a test must observe across processes go to files in the working
+directory (appends are atomic for short lines), never to memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from conveyor import App, Retry, TaskContext
+
+app = App("e2e")
+
+
+def record(name: str, line: str) -> None:
+    with open(name, "a") as f:
+        f.write(line + "\n")
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task
+async def async_add(x: int, y: int) -> int:
+    await asyncio.sleep(0.01)
+    return x + y
+
+
+@app.task
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@app.task(retries=3, backoff=0.2, jitter=False)
+def flaky(key: str, succeed_on: int) -> int:
+    """Fails until its `succeed_on`-th attempt; attempts are counted in a file."""
+    record(f"flaky-{key}.log", str(time.time()))
+    with open(f"flaky-{key}.log") as f:
+        attempts = len(f.readlines())
+    if attempts < succeed_on:
+        raise ConnectionError(f"attempt {attempts} failed")
+    return attempts
+
+
+@app.task(bind=True)
+def explicit_retry(task: TaskContext) -> int:
+    if task.attempt < 3:
+        raise Retry(countdown=0.1)
+    return task.attempt
+
+
+@app.task(bind=True)
+def progress(task: TaskContext, steps: int, pause: float) -> str:
+    for step in range(1, steps + 1):
+        time.sleep(pause)
+        task.progress(step, steps, f"step {step}")
+    return "done"
+
+
+@app.task
+def started_at(label: str) -> float:
+    now = time.time()
+    record("started.log", f"{label} {now}")
+    return now
+
+
+@app.task
+def sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@app.task
+def mark(key: str, seconds: float = 0.0) -> str:
+    """Records every run of `key` (the chaos tests count them), optionally slowly."""
+    if seconds:
+        time.sleep(seconds)
+    record("runs.log", f"{key} {os.getpid()}")
+    return key
+
+
+@app.task(soft_time_limit=0.5, time_limit=5)
+def soft_limited() -> str:
+    try:
+        while True:
+            time.sleep(0.01)
+    except Exception as exc:
+        return f"caught {type(exc).__name__}"
+
+
+@app.task(time_limit=1)
+def hard_limited(seconds: float) -> str:
+    time.sleep(seconds)
+    return "finished"
+
+
+@app.task
+def unserializable_result() -> object:
+    return object()
+
+
+@app.task(queue="other")
+def other_queue() -> str:
+    return "other"
