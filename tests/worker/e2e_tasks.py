@@ -95,6 +95,7 @@ def soft_limited() -> str:
 
 @app.task(time_limit=1)
 def hard_limited(seconds: float) -> str:
+    record("hard.log", str(os.getpid()))
     time.sleep(seconds)
     return "finished"
 

@@ -174,7 +174,8 @@ def test_hard_time_limit_stops_the_task_and_replaces_the_process(
     assert neighbour.get(timeout=30) == 2.0  # handed back and run by the new process
     assert worker.wait_for_children(1) != before
     time.sleep(1.5)
-    assert limited.state is State.FAILURE  # never re-run
+    assert limited.state is State.FAILURE
+    assert len(Path("hard.log").read_text().splitlines()) == 1  # never re-run
 
 
 def test_unserializable_result_fails_the_task(tasks: ModuleType, start_worker: Start) -> None:

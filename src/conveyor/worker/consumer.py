@@ -47,6 +47,9 @@ class Consumer:
         self._records: dict[str, tuple[ResultRecord, float]] = {}
         self._records_lock = threading.Lock()
         self._lock = threading.Lock()  # guards in_flight across the heartbeat thread
+        # One flush or hand-back at a time: the heartbeat thread hands back (hard time
+        # limits) while the main thread may be flushing the same deliveries.
+        self._flush_lock = threading.RLock()
         self.stopping = threading.Event()
 
     # -- called from task threads ----------------------------------------------------
@@ -65,13 +68,14 @@ class Consumer:
         self.flush()
         free = self.prefetch - len(self.in_flight)
         if free <= 0 or self.stopping.is_set():
-            self._wait_for_completion(wait)
+            self._wait_for_completion(max(wait, BUSY_POLL))
             return 0
         deliveries = self.app.broker.reserve(self.queues, free, 0 if self.in_flight else wait)
         for delivery in deliveries:
             self._start(delivery)
         if not deliveries and self.in_flight:
-            self._wait_for_completion(min(wait, BUSY_POLL))
+            # Busy but nothing more to take: wait for a task to end (or look again soon).
+            self._wait_for_completion(BUSY_POLL)
         return len(deliveries)
 
     def _start(self, delivery: Delivery) -> None:
@@ -98,6 +102,10 @@ class Consumer:
 
         A completion whose delivery is no longer in flight is stale (it was handed back,
         or already ended by a hard time limit) and is dropped: the newer owner decides."""
+        with self._flush_lock:
+            self._flush()
+
+    def _flush(self) -> None:
         completions: list[Completion] = []
         while True:
             try:
@@ -148,12 +156,13 @@ class Consumer:
 
     def hand_back(self) -> int:
         """Return every unfinished delivery to its queue, ready at once."""
-        self.flush()
-        with self._lock:
-            pending, self.in_flight = list(self.in_flight.values()), {}
-        for delivery in pending:
-            self.app.broker.retry(delivery, delivery.body, None)
-        return len(pending)
+        with self._flush_lock:
+            self._flush()
+            with self._lock:
+                pending, self.in_flight = list(self.in_flight.values()), {}
+            for delivery in pending:
+                self.app.broker.retry(delivery, delivery.body, None)
+            return len(pending)
 
     def drain(self, grace: float) -> None:
         """Warm shutdown: let running tasks finish for up to `grace` seconds."""
