@@ -194,7 +194,7 @@ class App:
         """
         if fn is not None:
             return self.register(fn, bind=bind, **options)
-        self._check_options(options.get("name", "?"), {"bind": bind, **options})
+        self._check_options(options.get("name", "@app.task"), {"bind": bind, **options})
         if bind:
             return BoundTaskDecorator(self, options)
         return TaskDecorator(self, options)
@@ -221,7 +221,7 @@ class App:
             if key in NOT_YET_SUPPORTED:
                 raise ConfigurationError(f"task {name!r}: {NOT_YET_SUPPORTED[key]}")
             if key not in known or key not in OPTION_NAMES:
-                close = difflib.get_close_matches(key, sorted(known), n=1)
+                close = difflib.get_close_matches(key, sorted(known | set(NOT_YET_SUPPORTED)), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ConfigurationError(f"task {name!r}: unknown option {key!r}{hint}")
         if "queue" in options:

@@ -19,7 +19,8 @@ ProgressSink = Callable[[Progress], None]
 class TaskContext:
     """Handed to `bind=True` tasks as their first argument."""
 
-    __slots__ = ("id", "name", "attempt", "max_attempts", "queue", "headers", "_sink")
+    __slots__ = ("id", "name", "attempt", "max_attempts", "queue", "headers", "last_progress",
+                 "_sink")
 
     def __init__(
         self,
@@ -37,6 +38,7 @@ class TaskContext:
         self.max_attempts = max_attempts
         self.queue = queue
         self.headers = headers or {}
+        self.last_progress: Progress | None = None
         self._sink = sink
 
     def __repr__(self) -> str:
@@ -52,8 +54,9 @@ class TaskContext:
         dashboard. Cheap to call often: the worker writes only the latest value, in batches."""
         if total is not None and total < 0:
             raise ValueError(f"progress total must be >= 0, got {total}")
+        self.last_progress = Progress(current, total, message)
         if self._sink is not None:
-            self._sink(Progress(current, total, message))
+            self._sink(self.last_progress)
 
     def retry(self, countdown: float | None = None, exc: BaseException | None = None) -> NoReturn:
         """Stop this attempt and run again after `countdown` seconds (default: the backoff)."""

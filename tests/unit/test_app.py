@@ -80,10 +80,13 @@ def test_unknown_scheme_lists_known_schemes_and_masks_the_password() -> None:
     assert "user:***@host" in message
 
 
-def test_unknown_results_scheme_is_rejected_when_results_are_first_used() -> None:
-    app = App("shop", broker="memory://", results="bogus://u:hunter2@h")
+def test_unknown_results_scheme_is_rejected_with_the_password_masked() -> None:
+    # Given a results URL with an unsupported scheme
+    # When the App is created and a result is read (whichever rejects it first)
     with pytest.raises(ConfigurationError) as info:
+        app = App("shop", broker="memory://", results="bogus://u:hunter2@h")
         app.AsyncResult("some-id").state  # noqa: B018 - the read is the action
+    # Then the error names the scheme and hides the password
     assert "bogus://" in str(info.value)
     assert "hunter2" not in str(info.value)
 

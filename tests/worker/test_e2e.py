@@ -114,7 +114,7 @@ def test_progress_is_visible_while_running(tasks: ModuleType, start_worker: Star
 
     assert result.get(timeout=1) == "done"
     assert len(seen) >= 3 and max(seen) <= 5
-    assert result.progress is None  # the final record carries the result, not progress
+    assert result.progress == (5, 5, "step 5")  # the last progress stays visible
 
 
 def test_countdown_never_runs_early(tasks: ModuleType, start_worker: Start) -> None:

@@ -10,9 +10,9 @@ crash between the two re-runs a task (at least once) but never loses its result.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -43,7 +43,8 @@ class Consumer:
         self.in_flight: dict[tuple[str, int], Delivery] = {}
         self.processed = 0
         self.failures: list[TaskError] = []  # tasks that failed for good, for testing
-        self._done: queue.SimpleQueue[Completion] = queue.SimpleQueue()
+        self._done: deque[Completion] = deque()
+        self._done_cond = threading.Condition(threading.Lock())
         self._records: dict[str, tuple[ResultRecord, float]] = {}
         self._records_lock = threading.Lock()
         self._lock = threading.Lock()  # guards in_flight across the heartbeat thread
@@ -57,6 +58,12 @@ class Consumer:
     def _post_record(self, record: ResultRecord, ttl: float) -> None:
         with self._records_lock:
             self._records[record.id] = (record, ttl)
+
+    def post_completion(self, completion: Completion) -> None:
+        """Called from task threads (and the heartbeat) when a delivery is finished."""
+        with self._done_cond:
+            self._done.append(completion)
+            self._done_cond.notify()
 
     def _ack_now(self, delivery: Delivery) -> None:
         self.app.broker.ack([delivery])
@@ -83,19 +90,15 @@ class Consumer:
             self.in_flight[_key(delivery)] = delivery
         prepared = self.executor.prepare(delivery)
         if isinstance(prepared, Prepared):
-            self.pools.submit(prepared, self._done.put)
+            self.pools.submit(prepared, self.post_completion)
         else:
-            self._done.put(prepared)
+            self.post_completion(prepared)
 
     def _wait_for_completion(self, timeout: float) -> None:
-        try:
-            completion = self._done.get(timeout=timeout)
-        except queue.Empty:
-            return
-        self._done.put(completion)  # flush() takes it with the rest of the batch
-
-    def post_completion(self, completion: Completion) -> None:
-        self._done.put(completion)
+        """Sleep until some task finishes (flush() then takes it) or `timeout` passes."""
+        with self._done_cond:
+            if not self._done:
+                self._done_cond.wait(timeout)
 
     def flush(self) -> None:
         """Write the results, then the broker actions, of everything finished so far.
@@ -106,12 +109,9 @@ class Consumer:
             self._flush()
 
     def _flush(self) -> None:
-        completions: list[Completion] = []
-        while True:
-            try:
-                completions.append(self._done.get_nowait())
-            except queue.Empty:
-                break
+        with self._done_cond:
+            completions = list(self._done)
+            self._done.clear()
         with self._records_lock:
             records, self._records = self._records, {}
         if not completions and not records:

@@ -55,6 +55,10 @@ class Prepared:
     task: Task[Any, Any]
 
 
+def _stored(progress: Progress | None) -> tuple[float, float | None, str | None] | None:
+    return (progress.current, progress.total, progress.message) if progress else None
+
+
 def error_info(exc: BaseException, tb: str | None = None) -> ErrorInfo:
     if isinstance(exc, Retry) and exc.exc is not None:
         exc = exc.exc
@@ -125,9 +129,7 @@ class Executor:
             if options.ignore_result:
                 return
             self.sink(ResultRecord(id=message.id, state=State.STARTED, task=message.task,
-                                   attempt=message.attempt,
-                                   progress=(progress.current, progress.total, progress.message)
-                                   if progress else None,
+                                   attempt=message.attempt, progress=_stored(progress),
                                    updated=time.time()), ttl)
 
         context = TaskContext(message.id, message.task, message.attempt, allowed,
@@ -184,24 +186,25 @@ class Executor:
         ttl = self._ttl(task)
         early = not task.options.acks_late
         now = time.time()
+        progress = _stored(execution.context.last_progress)  # the last one stays visible
         if outcome.error is None:
             record = None if task.options.ignore_result else ResultRecord(
                 id=message.id, state=State.SUCCESS, task=message.task, result=outcome.value,
-                attempt=message.attempt, updated=now)
+                attempt=message.attempt, updated=now, progress=progress)
             return Completion(delivery, "ack", record, ttl, acked=early)
         info = error_info(outcome.error, outcome.traceback)
         if outcome.retry_at is not None:
             self.app.middleware.notify("on_retry", execution, outcome)
             record = ResultRecord(id=message.id, state=State.RETRY, task=message.task,
                                   error=info, attempt=message.attempt, updated=now,
-                                  retry_at=outcome.retry_at)
+                                  retry_at=outcome.retry_at, progress=progress)
             body = signing.sign(encode(message.next_attempt(outcome.retry_at),
                                        self.app.settings.max_message_size), self.keys)
             return Completion(delivery, "retry", record, ttl, body=body, at=outcome.retry_at,
                               acked=early)
         self.app.middleware.notify("on_failure", execution, outcome)
         record = ResultRecord(id=message.id, state=State.FAILURE, task=message.task,
-                              error=info, attempt=message.attempt, updated=now)
+                              error=info, attempt=message.attempt, updated=now, progress=progress)
         reason = f"{info.type}: {info.message} (attempt {message.attempt})"
         return Completion(delivery, "dead", record, ttl, reason=reason, acked=early)
 

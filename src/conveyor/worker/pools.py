@@ -45,9 +45,16 @@ class Pools:
         self._threads.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self) -> None:
+        """Stop taking tasks and close the event loop (tasks still running are abandoned:
+        the consumer has handed their messages back)."""
         self._threads.shutdown(wait=False, cancel_futures=True)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
+        loop, thread = self._loop, self._loop_thread
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=5)
+            if not thread.is_alive():
+                loop.close()
+            self._loop = self._loop_thread = None
 
 
 def _deliver(future: Future[Completion], prepared: Prepared, done: Done) -> None:

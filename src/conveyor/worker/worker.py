@@ -101,6 +101,8 @@ class Worker:
             logger.warning("worker %s handed %d unfinished task(s) back", self.id, handed_back)
         consumer.pools.shutdown()
         self._cold.set()  # stops the heartbeat thread
+        if self._heartbeat is not None and self._heartbeat is not threading.current_thread():
+            self._heartbeat.join(timeout=5)
         try:
             self.app.broker.forget_worker(self.id)
         except ConveyorError:

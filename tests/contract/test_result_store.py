@@ -1,0 +1,166 @@
+"""The result store contract: what every ResultStore must do, checked only through the Protocol."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+from conveyor.result import ErrorInfo, ResultRecord, State
+from conveyor.results.base import ResultStore
+
+TTL = 60.0
+
+
+def record(
+    state: State = State.SUCCESS, task_id: str | None = None, **fields: object
+) -> ResultRecord:
+    return ResultRecord(id=task_id or uuid.uuid4().hex, state=state, task="tasks.add",
+                        updated=time.time(), **fields)  # type: ignore[arg-type]
+
+
+def test_stored_record_comes_back_as_json_types(result_store: ResultStore) -> None:
+    sent = record(
+        State.FAILURE,
+        result={"pair": (1, 2), "nested": [1.5, None, "x", True], "n": 3},
+        error=ErrorInfo("ValueError", "bad input", "Traceback (most recent call last): ..."),
+        progress=(3.0, 4.0, "almost"),
+        attempt=2,
+        retry_at=1234.5,
+    )
+
+    result_store.store([(sent, TTL)])
+    got = result_store.get(sent.id)
+
+    assert got is not None
+    assert got.id == sent.id
+    assert got.state is State.FAILURE
+    assert got.task == "tasks.add"
+    assert got.result == {"pair": [1, 2], "nested": [1.5, None, "x", True], "n": 3}
+    assert got.error == ErrorInfo("ValueError", "bad input",
+                                  "Traceback (most recent call last): ...")
+    assert got.progress == (3.0, 4.0, "almost")
+    assert (got.attempt, got.updated, got.retry_at) == (2, sent.updated, 1234.5)
+
+
+def test_a_tuple_result_comes_back_as_a_list(result_store: ResultStore) -> None:
+    sent = record(result=(1, "two", 3.0))
+
+    result_store.store([(sent, TTL)])
+    got = result_store.get(sent.id)
+
+    assert got is not None
+    assert got.result == [1, "two", 3.0]
+
+
+def test_get_of_an_unknown_id_is_none(result_store: ResultStore) -> None:
+    assert result_store.get("no-such-task") is None
+
+
+def test_record_expires_after_its_ttl(result_store: ResultStore) -> None:
+    sent = record()
+    result_store.store([(sent, 0.3)])
+    before = result_store.get(sent.id)
+
+    time.sleep(0.45)
+
+    assert before is not None
+    assert result_store.get(sent.id) is None
+
+
+def test_several_records_stored_in_one_call(result_store: ResultStore) -> None:
+    sent = [record(State.SUCCESS, result=1), record(State.STARTED), record(State.FAILURE)]
+
+    result_store.store([(r, TTL) for r in sent])
+
+    got = [result_store.get(r.id) for r in sent]
+    assert [(g.id, g.state) if g else None for g in got] == [(r.id, r.state) for r in sent]
+
+
+def test_a_later_record_replaces_the_whole_earlier_one(result_store: ResultStore) -> None:
+    started = record(State.STARTED, progress=(1.0, 10.0, "working"))
+    result_store.store([(started, TTL)])
+
+    result_store.store([(record(State.SUCCESS, task_id=started.id, result="done"), TTL)])
+
+    got = result_store.get(started.id)
+    assert got is not None
+    assert (got.state, got.result, got.progress) == (State.SUCCESS, "done", None)
+
+
+def test_the_last_record_for_an_id_in_one_call_wins(result_store: ResultStore) -> None:
+    task_id = uuid.uuid4().hex
+
+    result_store.store([
+        (record(State.STARTED, task_id=task_id), TTL),
+        (record(State.SUCCESS, task_id=task_id, result=42), TTL),
+    ])
+
+    got = result_store.get(task_id)
+    assert got is not None
+    assert (got.state, got.result) == (State.SUCCESS, 42)
+
+
+def test_forget_deletes_records_now(result_store: ResultStore) -> None:
+    gone, kept = record(), record()
+    result_store.store([(gone, TTL), (kept, TTL)])
+
+    result_store.forget([gone.id, "never-stored"])
+
+    assert result_store.get(gone.id) is None
+    assert result_store.get(kept.id) is not None
+
+
+def test_wait_returns_at_once_for_a_final_record(result_store: ResultStore) -> None:
+    done = record(State.SUCCESS, result="ok")
+    result_store.store([(done, TTL)])
+    started = time.monotonic()
+
+    got = result_store.wait(done.id, 10.0)
+
+    assert got is not None
+    assert (got.state, got.result) == (State.SUCCESS, "ok")
+    assert time.monotonic() - started < 5.0  # did not sit out the timeout
+
+
+def test_wait_returns_when_another_thread_stores_the_final_record(
+    result_store: ResultStore,
+) -> None:
+    task_id = uuid.uuid4().hex
+
+    def work() -> None:
+        time.sleep(0.1)
+        result_store.store([(record(State.STARTED, task_id=task_id), TTL)])
+        time.sleep(0.2)
+        result_store.store([(record(State.SUCCESS, task_id=task_id, result=7), TTL)])
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        got = result_store.wait(task_id, 10.0)
+    finally:
+        worker.join()
+
+    assert got is not None
+    assert (got.state, got.result) == (State.SUCCESS, 7)
+
+
+def test_wait_times_out_with_the_latest_unfinished_record(result_store: ResultStore) -> None:
+    running = record(State.STARTED, progress=(2.0, 5.0, None))
+    result_store.store([(running, TTL)])
+
+    got = result_store.wait(running.id, 0.3)
+
+    assert got is not None
+    assert (got.state, got.progress) == (State.STARTED, (2.0, 5.0, None))
+
+
+def test_wait_times_out_with_none_when_nothing_is_stored(result_store: ResultStore) -> None:
+    assert result_store.wait("no-such-task", 0.3) is None
+
+
+def test_close_is_safe_to_call_twice(result_store: ResultStore) -> None:
+    result_store.store([(record(), TTL)])
+
+    result_store.close()
+    result_store.close()

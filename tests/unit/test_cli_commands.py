@@ -1,0 +1,264 @@
+"""The read-mostly CLI commands (status, result, purge, dead) on a SQLite store, run
+in-process through click's CliRunner."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+
+import click.testing
+import pytest
+
+from conveyor import App
+from conveyor.cli import main
+from conveyor.testing import run_until_idle
+
+MODULE = "cli_tasks_app"
+
+SOURCE = """
+    from conveyor import App
+
+    app = App("cli", broker="sqlite:///{db}")
+
+    @app.task(name="add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="boom")
+    def boom() -> None:
+        raise ValueError("kaput")
+
+    @app.task(name="export", bind=True)
+    def export(task, rows: int) -> int:
+        task.progress(rows, rows, "rows")
+        return rows
+"""
+
+
+@pytest.fixture
+def tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """A task module on a SQLite file in tmp_path, importable as MODULE."""
+    for var in ("CONVEYOR_BROKER_URL", "CONVEYOR_RESULTS_URL", "CONVEYOR_SIGNING_KEY",
+                "CONVEYOR_APP"):
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / f"{MODULE}.py").write_text(
+        textwrap.dedent(SOURCE.format(db=tmp_path / "conveyor.db"))
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    module = importlib.import_module(MODULE)
+    yield module
+    module.app.close()
+    sys.modules.pop(MODULE, None)
+
+
+def invoke(*args: str, input: str | None = None) -> click.testing.Result:
+    result = click.testing.CliRunner().invoke(main, list(args), input=input,
+                                              catch_exceptions=False)
+    return result
+
+
+def queue_row(output: str, queue: str) -> list[str]:
+    for line in output.splitlines():
+        cells = line.split()
+        if cells and cells[0] == queue:
+            return cells[1:]
+    raise AssertionError(f"no row for queue {queue!r} in:\n{output}")
+
+
+def app_of(tasks: ModuleType) -> App:
+    app: App = tasks.app
+    return app
+
+
+# -- status ------------------------------------------------------------------------------
+
+
+def test_status_lists_the_empty_default_queue(tasks: ModuleType) -> None:
+    result = invoke("status", "-A", MODULE)
+    assert result.exit_code == 0, result.output
+    assert "QUEUE" in result.output and "READY" in result.output
+    assert queue_row(result.output, "default") == ["0", "0", "0", "0"]
+    assert "0 worker process(es) alive" in result.output
+
+
+def test_status_counts_ready_scheduled_and_dead_per_queue(tasks: ModuleType) -> None:
+    # Given two ready tasks, one scheduled, one in another queue, and one dead
+    tasks.boom.delay()
+    run_until_idle(app_of(tasks))
+    tasks.add.delay(1, 2)
+    tasks.add.delay(3, 4)
+    tasks.add.apply_async((5, 6), countdown=3600)
+    tasks.add.apply_async((7, 8), queue="reports")
+    # When status is asked
+    result = invoke("status", "-A", MODULE)
+    # Then each queue shows READY SCHEDULED RUNNING DEAD
+    assert result.exit_code == 0, result.output
+    assert queue_row(result.output, "default") == ["2", "1", "0", "1"]
+    assert queue_row(result.output, "reports") == ["1", "0", "0", "0"]
+
+
+def test_the_app_can_come_from_conveyor_app(
+    tasks: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks.add.delay(1, 2)
+    monkeypatch.setenv("CONVEYOR_APP", MODULE)
+    result = invoke("status")
+    assert result.exit_code == 0, result.output
+    assert queue_row(result.output, "default")[0] == "1"
+
+
+def test_an_unknown_app_module_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = invoke("status", "-A", "no_such_cli_module_xyz")
+    assert result.exit_code == 2
+    assert "no_such_cli_module_xyz" in result.output
+
+
+# -- result ------------------------------------------------------------------------------
+
+
+def test_result_shows_state_and_value(tasks: ModuleType) -> None:
+    async_result = tasks.add.delay(2, 3)
+    run_until_idle(app_of(tasks))
+    result = invoke("result", "-A", MODULE, async_result.id)
+    assert result.exit_code == 0, result.output
+    assert async_result.id in result.output
+    assert "SUCCESS" in result.output
+    assert "result:   5" in result.output
+    assert "add" in result.output
+
+
+def test_result_of_a_failure_shows_the_error_and_traceback(tasks: ModuleType) -> None:
+    async_result = tasks.boom.delay()
+    run_until_idle(app_of(tasks))
+    result = invoke("result", "-A", MODULE, async_result.id)
+    assert result.exit_code == 0, result.output
+    assert "FAILURE" in result.output
+    assert "ValueError: kaput" in result.output
+    assert 'raise ValueError("kaput")' in result.output
+
+
+def test_result_of_an_unknown_id_is_pending(tasks: ModuleType) -> None:
+    result = invoke("result", "-A", MODULE, "never-sent")
+    assert result.exit_code == 0, result.output
+    assert "PENDING" in result.output
+
+
+def test_result_as_json(tasks: ModuleType) -> None:
+    async_result = tasks.add.delay(2, 3)
+    run_until_idle(app_of(tasks))
+    result = invoke("result", "-A", MODULE, async_result.id, "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    assert record["id"] == async_result.id
+    assert record["state"] == "SUCCESS"
+    assert record["result"] == 5
+
+
+def test_result_shows_progress(tasks: ModuleType) -> None:
+    async_result = tasks.export.delay(10)
+    run_until_idle(app_of(tasks))
+    result = invoke("result", "-A", MODULE, async_result.id)
+    assert result.exit_code == 0, result.output
+    assert "progress: 10/10 rows" in result.output
+
+
+def test_result_of_an_expired_task_shows_the_reason(tasks: ModuleType) -> None:
+    async_result = tasks.add.apply_async((1, 2), expires=datetime.now(UTC) - timedelta(days=1))
+    run_until_idle(app_of(tasks))
+    result = invoke("result", "-A", MODULE, async_result.id)
+    assert "REVOKED" in result.output
+    assert "expired" in result.output
+
+
+# -- purge -------------------------------------------------------------------------------
+
+
+def test_purge_with_force_reports_the_count(tasks: ModuleType) -> None:
+    tasks.add.delay(1, 2)
+    tasks.add.delay(3, 4)
+    tasks.add.apply_async((5, 6), countdown=3600)
+    result = invoke("purge", "-A", MODULE, "-Q", "default", "-f")
+    assert result.exit_code == 0, result.output
+    assert "purged 3 task(s)" in result.output
+    stats = app_of(tasks).broker.stats()["default"]
+    assert (stats.ready, stats.scheduled) == (0, 0)
+
+
+def test_purge_asks_first_and_keeps_tasks_when_declined(tasks: ModuleType) -> None:
+    tasks.add.delay(1, 2)
+    result = invoke("purge", "-A", MODULE, "-Q", "default", input="n\n")
+    assert result.exit_code != 0
+    assert app_of(tasks).broker.stats()["default"].ready == 1
+
+
+def test_purge_only_touches_the_named_queue(tasks: ModuleType) -> None:
+    tasks.add.delay(1, 2)
+    tasks.add.apply_async((1, 2), queue="reports")
+    result = invoke("purge", "-A", MODULE, "-Q", "reports", "-f")
+    assert "purged 1 task(s)" in result.output
+    assert app_of(tasks).broker.stats()["default"].ready == 1
+
+
+# -- dead --------------------------------------------------------------------------------
+
+
+def test_dead_list_with_nothing_dead(tasks: ModuleType) -> None:
+    result = invoke("dead", "list", "-A", MODULE)
+    assert result.exit_code == 0, result.output
+    assert "no dead letters" in result.output
+
+
+def test_dead_list_shows_id_task_and_reason(tasks: ModuleType) -> None:
+    failed = tasks.boom.delay()
+    unknown = app_of(tasks).send_task("not.registered")
+    run_until_idle(app_of(tasks))
+    result = invoke("dead", "list", "-A", MODULE)
+    assert result.exit_code == 0, result.output
+    assert failed.id in result.output
+    assert unknown.id in result.output
+    assert "boom" in result.output
+    assert "ValueError: kaput" in result.output
+    assert "NotRegistered" in result.output
+
+
+def test_dead_retry_requeues_dead_letters(tasks: ModuleType) -> None:
+    tasks.boom.delay()
+    run_until_idle(app_of(tasks))
+    result = invoke("dead", "retry", "-A", MODULE)
+    assert result.exit_code == 0, result.output
+    assert "re-queued 1 task(s)" in result.output
+    stats = app_of(tasks).broker.stats()["default"]
+    assert (stats.ready, stats.dead) == (1, 0)
+
+
+def test_dead_retry_by_id(tasks: ModuleType) -> None:
+    first = tasks.boom.delay()
+    second = tasks.boom.delay()
+    run_until_idle(app_of(tasks))
+    result = invoke("dead", "retry", "-A", MODULE, second.id)
+    assert "re-queued 1 task(s)" in result.output
+    remaining = [letter.id for letter in app_of(tasks).broker.dead_letters()]
+    assert remaining == [first.id]
+
+
+def test_dead_purge_with_force_deletes_them(tasks: ModuleType) -> None:
+    tasks.boom.delay()
+    tasks.boom.delay()
+    run_until_idle(app_of(tasks))
+    result = invoke("dead", "purge", "-A", MODULE, "-f")
+    assert result.exit_code == 0, result.output
+    assert "deleted 2 dead letter(s)" in result.output
+    assert app_of(tasks).broker.dead_letters() == []
+    assert invoke("dead", "list", "-A", MODULE).output.strip() == "no dead letters"

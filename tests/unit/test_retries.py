@@ -1,0 +1,280 @@
+"""The retry policy: retries=N, retry_on, Retry / task.retry(), and the backoff delays."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import pytest
+
+from conveyor import App, Retry, State, TaskContext, TaskError
+from conveyor.middleware.retries import backoff_delay
+from conveyor.testing import run_until_idle
+
+
+@pytest.fixture
+def app() -> Iterator[App]:
+    app = App("t", broker="memory://")
+    yield app
+    app.close()
+
+
+def test_without_retries_an_exception_fails_at_once(app: App) -> None:
+    attempts: list[int] = []
+
+    @app.task(bind=True)
+    def boom(task: TaskContext) -> None:
+        attempts.append(task.attempt)
+        raise ValueError("no")
+
+    result = boom.delay()
+    run_until_idle(app)
+    assert attempts == [1]
+    assert result.state is State.FAILURE
+
+
+def test_retries_two_runs_three_attempts_then_fails(app: App) -> None:
+    # Given a task that always fails, with retries=2
+    attempts: list[int] = []
+
+    @app.task(bind=True, retries=2, backoff=0.01)
+    def flaky(task: TaskContext) -> None:
+        attempts.append(task.attempt)
+        raise ConnectionError("down")
+
+    # When the queue is run, retries included
+    result = flaky.delay()
+    run_until_idle(app)
+    # Then it ran three times, attempts counted from 1, and ended FAILURE
+    assert attempts == [1, 2, 3]
+    assert result.state is State.FAILURE
+    with pytest.raises(TaskError) as info:
+        result.get(timeout=1)
+    assert info.value.type == "ConnectionError"
+    letters = app.broker.dead_letters()
+    assert len(letters) == 1
+    assert "attempt 3" in letters[0].reason
+
+
+def test_retries_stop_once_the_task_succeeds(app: App) -> None:
+    attempts: list[int] = []
+
+    @app.task(bind=True, retries=5, backoff=0.01)
+    def flaky(task: TaskContext) -> str:
+        attempts.append(task.attempt)
+        if task.attempt < 3:
+            raise ConnectionError("down")
+        return "ok"
+
+    result = flaky.delay()
+    run_until_idle(app)
+    assert attempts == [1, 2, 3]
+    assert result.get(timeout=1) == "ok"
+    assert app.broker.dead_letters() == []
+
+
+def test_context_knows_the_last_attempt(app: App) -> None:
+    seen: list[tuple[int, int, bool]] = []
+
+    @app.task(bind=True, retries=1, backoff=0.01)
+    def flaky(task: TaskContext) -> None:
+        seen.append((task.attempt, task.max_attempts, task.is_last_attempt))
+        raise ConnectionError("down")
+
+    flaky.delay()
+    run_until_idle(app)
+    assert seen == [(1, 2, False), (2, 2, True)]
+
+
+def test_a_retry_waits_in_the_schedule_in_state_retry(app: App) -> None:
+    # Given a task that fails once, with a long backoff
+    @app.task(bind=True, retries=1, backoff=3600, jitter=False)
+    def flaky(task: TaskContext) -> str:
+        if task.attempt == 1:
+            raise ConnectionError("down")
+        return "ok"
+
+    result = flaky.delay()
+    # When only what is ready now is run
+    run_until_idle(app, include_scheduled=False)
+    # Then the task waits in RETRY, scheduled, with the error of the failed attempt
+    assert result.state is State.RETRY
+    assert not result.ready()
+    assert isinstance(result.result, TaskError)
+    assert result.result.type == "ConnectionError"
+    stats = app.broker.stats()["default"]
+    assert (stats.ready, stats.scheduled) == (0, 1)
+    # And when scheduled work runs too, it succeeds
+    run_until_idle(app)
+    assert result.get(timeout=1) == "ok"
+
+
+def test_retry_on_retries_matching_exceptions(app: App) -> None:
+    attempts: list[int] = []
+
+    @app.task(bind=True, retries=3, retry_on=(ConnectionError,), backoff=0.01)
+    def fetch(task: TaskContext) -> str:
+        attempts.append(task.attempt)
+        if task.attempt == 1:
+            raise ConnectionResetError("reset")  # a subclass matches too
+        return "ok"
+
+    result = fetch.delay()
+    run_until_idle(app)
+    assert attempts == [1, 2]
+    assert result.get(timeout=1) == "ok"
+
+
+def test_retry_on_fails_other_exceptions_at_once(app: App) -> None:
+    attempts: list[int] = []
+
+    @app.task(bind=True, retries=3, retry_on=(ConnectionError,), backoff=0.01)
+    def fetch(task: TaskContext) -> None:
+        attempts.append(task.attempt)
+        raise ValueError("bad data: retrying won't help")
+
+    result = fetch.delay()
+    run_until_idle(app)
+    assert attempts == [1]
+    assert result.state is State.FAILURE
+    with pytest.raises(TaskError) as info:
+        result.get(timeout=1)
+    assert info.value.type == "ValueError"
+
+
+def test_retry_on_alone_retries_a_bounded_number_of_times(app: App) -> None:
+    attempts: list[int] = []
+
+    @app.task(bind=True, retry_on=ConnectionError, backoff=0.01)
+    def fetch(task: TaskContext) -> None:
+        attempts.append(task.attempt)
+        raise ConnectionError("down")
+
+    result = fetch.delay()
+    run_until_idle(app)
+    assert attempts == [1, 2, 3, 4]  # retry_on without retries= means 3 retries
+    assert result.state is State.FAILURE
+
+
+def test_raise_retry_retries_even_with_retries_zero(app: App) -> None:
+    attempts: list[int] = []
+
+    @app.task(bind=True)
+    def poll(task: TaskContext) -> str:
+        attempts.append(task.attempt)
+        if task.attempt == 1:
+            raise Retry(countdown=0.01)
+        return "ready"
+
+    result = poll.delay()
+    run_until_idle(app)
+    assert attempts == [1, 2]
+    assert result.get(timeout=1) == "ready"
+
+
+def test_a_task_that_always_raises_retry_still_ends(app: App) -> None:
+    attempts: list[int] = []
+
+    @app.task(bind=True)
+    def poll(task: TaskContext) -> None:
+        attempts.append(task.attempt)
+        raise Retry(countdown=0)
+
+    result = poll.delay()
+    run_until_idle(app, timeout=10)
+    assert attempts == [1, 2, 3, 4]  # Retry allows max(retries, 3) retries
+    assert result.state is State.FAILURE
+    assert len(app.broker.dead_letters()) == 1
+
+
+def test_retry_respects_a_higher_retries_option(app: App) -> None:
+    attempts: list[int] = []
+
+    @app.task(bind=True, retries=5)
+    def poll(task: TaskContext) -> None:
+        attempts.append(task.attempt)
+        raise Retry(countdown=0)
+
+    poll.delay()
+    run_until_idle(app, timeout=10)
+    assert len(attempts) == 6
+
+
+def test_task_retry_with_an_exception_reports_that_exception(app: App) -> None:
+    attempts: list[int] = []
+
+    @app.task(bind=True)
+    def sync(task: TaskContext) -> None:
+        attempts.append(task.attempt)
+        try:
+            raise TimeoutError("upstream slow")
+        except TimeoutError as exc:
+            task.retry(countdown=0, exc=exc)
+
+    result = sync.delay()
+    run_until_idle(app, timeout=10)
+    assert attempts == [1, 2, 3, 4]
+    with pytest.raises(TaskError) as info:
+        result.get(timeout=1)
+    assert info.value.type == "TimeoutError"
+    assert info.value.message == "upstream slow"
+
+
+def test_task_retry_then_success(app: App) -> None:
+    @app.task(bind=True)
+    def sync(task: TaskContext) -> int:
+        if task.attempt < 3:
+            task.retry(countdown=0.01)
+        return task.attempt
+
+    result = sync.delay()
+    run_until_idle(app)
+    assert result.get(timeout=1) == 3
+
+
+def test_retry_with_a_negative_countdown_is_refused() -> None:
+    with pytest.raises(ValueError, match="countdown"):
+        Retry(countdown=-1)
+
+
+def test_retried_task_keeps_its_id_and_arguments(app: App) -> None:
+    seen: list[tuple[str, int, str]] = []
+
+    @app.task(bind=True, retries=1, backoff=0.01)
+    def greet(task: TaskContext, x: int, name: str = "") -> None:
+        seen.append((task.id, x, name))
+        if task.attempt == 1:
+            raise ConnectionError("down")
+
+    result = greet.delay(7, name="ann")
+    run_until_idle(app)
+    assert seen == [(result.id, 7, "ann"), (result.id, 7, "ann")]
+    assert result.state is State.SUCCESS
+
+
+# -- backoff_delay -----------------------------------------------------------------------
+
+
+def test_backoff_doubles_each_attempt_without_jitter() -> None:
+    delays = [backoff_delay(attempt, 2.0, 600.0, jitter=False) for attempt in range(1, 6)]
+    assert delays == [2.0, 4.0, 8.0, 16.0, 32.0]
+
+
+def test_backoff_is_capped_at_backoff_max() -> None:
+    assert backoff_delay(10, 1.0, 60.0, jitter=False) == 60.0
+    assert backoff_delay(100, 1.0, 600.0, jitter=False) == 600.0
+
+
+def test_jitter_stays_within_half_and_all_of_the_delay() -> None:
+    rng = random.Random(1234)
+    for attempt in range(1, 12):
+        base = min(1.5 * 2.0 ** (attempt - 1), 300.0)
+        for _ in range(50):
+            delay = backoff_delay(attempt, 1.5, 300.0, jitter=True, rng=rng)
+            assert 0.5 * base <= delay <= base
+
+
+def test_jitter_spreads_retries_out() -> None:
+    rng = random.Random(99)
+    delays = {backoff_delay(3, 1.0, 600.0, jitter=True, rng=rng) for _ in range(20)}
+    assert len(delays) > 1
