@@ -83,7 +83,8 @@ def stop_worker(worker: subprocess.Popen[bytes], timeout: float = 15.0) -> str:
         os.killpg(worker.pid, signal.SIGKILL)  # its own session: pgid == pid
         worker.wait()
         return f"the worker did not stop within {timeout:.0f} s and was killed"
-    return f"worker stopped (warm shutdown, exit status {code}) in {time.monotonic() - started:.1f} s"
+    took = time.monotonic() - started
+    return f"Worker stopped: warm shutdown, exit status {code}, in {took:.1f} s"
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
@@ -128,14 +129,14 @@ def export_progress(export: Job) -> str:
 
 def progress_line(counts: Counter[State], total: int, elapsed: float, export: str) -> str:
     finished = sum(n for state, n in counts.items() if state.is_final)
-    width = 24
+    width = 20
     filled = width * finished // total
     bar = "#" * filled + "-" * (width - filled)
     rate = finished / elapsed if elapsed > 0 else 0.0
     return (f"  [{bar}] {finished:3d}/{total} {100 * finished // total:3d}%"
-            f"  ok {counts[State.SUCCESS]}  failed {counts[State.FAILURE]}"
-            f"  retrying {counts[State.RETRY]}  running {counts[State.STARTED]}"
-            f"  | {export} | {rate:5.1f} jobs/s")
+            f"  ok {counts[State.SUCCESS]} failed {counts[State.FAILURE]}"
+            f" retrying {counts[State.RETRY]} running {counts[State.STARTED]}"
+            f"  {export}  {rate:.0f} jobs/s")
 
 
 class Display:
@@ -158,10 +159,12 @@ class Display:
             self.last_print = time.monotonic()
 
 
-def follow(jobs: list[Job], started: float) -> float:
+def follow(jobs: list[Job], started: float, worker: subprocess.Popen[bytes]) -> float:
     """Until every job is final (or the timeout): returns the seconds it took."""
     display = Display()
     while True:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited unexpectedly (status {worker.returncode})")
         counts = poll(jobs)
         elapsed = time.monotonic() - started
         finished = sum(n for state, n in counts.items() if state.is_final)
@@ -195,8 +198,8 @@ def failure_examples(jobs: list[Job]) -> list[str]:
         try:
             job.handle.get(timeout=0)
         except TaskError as exc:
-            seen.setdefault(exc.type, f"{job.label} raised TaskError, remote type "
-                                      f"{exc.type}: {exc.message}")
+            seen.setdefault(exc.type, f"{job.label}: remote type {exc.type}\n"
+                                      f"                      {exc.message}")
     return list(seen.values())
 
 
@@ -207,21 +210,21 @@ def print_summary(app: App, jobs: list[Job], elapsed: float) -> None:
     retried = {label: n for label, n in attempts.items() if n > 1}
     gave_up = [j for j in jobs if j.state is State.FAILURE and retried.get(j.label)]
     finished = sum(n for state, n in counts.items() if state.is_final)
-    kinds = ", ".join(f"{n} {kind}s" for kind, n in sorted(by_kind.items()))
+    kinds = ", ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in sorted(by_kind.items()))
     print("\nSummary")
     print(f"  done      {counts[State.SUCCESS]:4d}  ({kinds})")
-    print(f"  failed    {counts[State.FAILURE]:4d}  for good, e.g.:")
+    print(f"  failed    {counts[State.FAILURE]:4d}  for good; get() raises TaskError, e.g.")
     for example in failure_examples(jobs):
         print(f"                  {example}")
     print(f"  retried   {len(retried):4d}  jobs needed more than one attempt "
-          f"({sum(retried.values()) - len(retried)} retries in all); "
-          f"{len(retried) - len(gave_up)} then succeeded, {len(gave_up)} gave up "
-          f"after {max(retried.values(), default=0)} attempts")
+          f"({sum(retried.values()) - len(retried)} retries in all):")
+    print(f"                  {len(retried) - len(gave_up)} then succeeded, {len(gave_up)} "
+          f"gave up after {max(retried.values(), default=0)} attempts")
     print(f"  rate     {finished / elapsed:5.1f}  jobs/s ({finished} jobs in {elapsed:.1f} s, "
-          "from the first enqueue to the last result)")
-    print(f"            The jobs sleep 50 ms to 1.2 s to stand in for real work, so this is "
-          f"bounded by the\n            {PROCESSES * THREADS} worker threads; "
-          "`make bench` measures Conveyor itself.")
+          "from the first enqueue to the last result).")
+    print("                  The jobs sleep 50 ms to 1.2 s to stand in for real work, so this")
+    print(f"                  is bounded by the {PROCESSES * THREADS} worker threads; "
+          "`make bench` measures Conveyor.")
     unfinished = len(jobs) - finished
     if unfinished:
         print(f"  UNFINISHED {unfinished}: not done within {BATCH_TIMEOUT:.0f} s")
@@ -234,10 +237,8 @@ def print_status(app: App) -> None:
     print(f"  {'QUEUE':<10}{'READY':>7}{'SCHEDULED':>11}{'RUNNING':>9}{'DEAD':>6}")
     for name, s in sorted(stats.items()):
         print(f"  {name:<10}{s.ready:>7}{s.scheduled:>11}{s.running:>9}{s.dead:>6}")
-    workers = app.broker.workers()
-    processed = sum(w.processed for w in workers)
-    print(f"  {len(workers)} worker process(es) alive, {processed} deliveries processed "
-          "(retries and failures count as deliveries; DEAD keeps the failed messages)")
+    print(f"  {len(app.broker.workers())} worker process(es) alive; DEAD keeps the messages "
+          "of the failed jobs (`conveyor dead list`)")
 
 
 # -- main --------------------------------------------------------------------------
@@ -268,7 +269,7 @@ def run(tasks: ModuleType, workdir: Path, log: IO[bytes]) -> int:
         jobs = enqueue(tasks)
         print(f"Enqueued {len(jobs)} jobs in {1000 * (time.monotonic() - began):.0f} ms: "
               f"1 export, {THUMBNAILS} thumbnails, {REPORTS} reports\n")
-        elapsed = follow(jobs, began)
+        elapsed = follow(jobs, began, worker)
         print_summary(app, jobs, elapsed)
         print_status(app)
     finally:

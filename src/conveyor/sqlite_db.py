@@ -25,6 +25,7 @@ from conveyor.errors import BrokerUnavailable, ConfigurationError
 
 T = TypeVar("T")
 SYNC_LEVELS = ("off", "normal", "full", "extra")
+WAL_SIZE_LIMIT = 16 * 2**20  # truncate the WAL back to this after a checkpoint
 
 
 def path_from_url(url: str) -> tuple[str, dict[str, str]]:
@@ -85,6 +86,7 @@ class Database:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA busy_timeout=60000")
+            conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self._apply_schema(conn)
         except sqlite3.Error as exc:
             raise BrokerUnavailable(

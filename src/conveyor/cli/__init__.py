@@ -7,10 +7,12 @@ from __future__ import annotations
 import click
 
 from conveyor.cli import inspect, worker
+from conveyor.cli.options import group_app_option
 
 
 @click.group()
 @click.version_option(package_name="conveyor")
+@group_app_option
 def main() -> None:
     """Conveyor: a task queue that loses nothing."""
 

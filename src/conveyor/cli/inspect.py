@@ -11,7 +11,7 @@ import msgspec
 
 from conveyor import signing
 from conveyor.app import App
-from conveyor.cli.options import with_app
+from conveyor.cli.options import group_app_option, with_app
 from conveyor.message import decode
 from conveyor.result import State
 
@@ -89,6 +89,7 @@ def purge(app: App, queue: str, force: bool) -> None:
 
 
 @click.group()
+@group_app_option
 def dead() -> None:
     """Dead letters: tasks that failed for good, or that could never run."""
 

@@ -15,6 +15,19 @@ from conveyor.errors import ConveyorError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def group_app_option(fn: F) -> F:
+    """``-A`` on a command group (``conveyor -A shop status``, ``conveyor dead -A shop
+    list``): the App is loaded once and handed to the subcommands through ``ctx.obj``."""
+
+    def remember(ctx: click.Context, _: click.Parameter, spec: str | None) -> None:
+        if spec and not isinstance(ctx.obj, App):
+            ctx.obj = load_app(spec)
+
+    return click.option("-A", "--app", "app_spec", metavar="MODULE[:APP]", expose_value=False,
+                        callback=remember, is_eager=True,
+                        help="The module holding your App (also $CONVEYOR_APP).")(fn)
+
+
 def with_app(fn: F) -> F:
     """Add ``-A/--app`` and pass the resolved App as the command's first argument. An App
     already in ``ctx.obj`` (Flask, Django) wins; ConveyorErrors become clean CLI errors."""

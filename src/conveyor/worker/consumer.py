@@ -30,6 +30,7 @@ logger = logging.getLogger("conveyor.worker")
 
 IDLE_WAIT = 0.5  # how long an idle reserve blocks before looking at shutdown flags
 BUSY_POLL = 0.01  # how often a busy consumer looks for more work and flushes results
+FULL_POLL = 0.1  # with every slot busy: how often progress reports are written at least
 
 
 class Consumer:
@@ -75,7 +76,7 @@ class Consumer:
         self.flush()
         free = self.prefetch - len(self.in_flight)
         if free <= 0 or self.stopping.is_set():
-            self._wait_for_completion(max(wait, BUSY_POLL))
+            self._wait_for_completion(FULL_POLL)
             return 0
         deliveries = self.app.broker.reserve(self.queues, free, 0 if self.in_flight else wait)
         for delivery in deliveries:
