@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from conveyor.brokers.base import Delivery
-from conveyor.errors import TaskError
+from conveyor.errors import ConveyorError, TaskError
 from conveyor.message import Envelope
 from conveyor.result import ResultRecord
 from conveyor.worker.executor import Completion, Executor, Prepared
@@ -119,12 +119,27 @@ class Consumer:
             return
         with self._lock:
             live = [c for c in completions if _key(c.delivery) in self.in_flight]
+        progress = dict(records)
         for c in live:
             if c.record is not None:
                 records[c.record.id] = (c.record, c.ttl)
-        if records:
-            self.app.results.store(list(records.values()))
-        self._apply(live)
+        try:
+            if records:
+                self.app.results.store(list(records.values()))
+            self._apply(live)
+        except ConveyorError:
+            # The store is unreachable: keep everything for the next flush (each step is
+            # safe to repeat: a lost-lease fence or a no-op makes a second apply harmless).
+            self._requeue(live, progress)
+            raise
+
+    def _requeue(self, completions: list[Completion],
+                 records: dict[str, tuple[ResultRecord, float]]) -> None:
+        with self._done_cond:
+            self._done.extendleft(reversed(completions))
+        with self._records_lock:
+            for task_id, record in records.items():
+                self._records.setdefault(task_id, record)  # a newer report wins
 
     def _apply(self, completions: list[Completion]) -> None:
         broker = self.app.broker
