@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,7 +26,27 @@ from conveyor.results.sqlite import SQLiteResultStore
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS_MODULE = Path(__file__).resolve().parent / "worker" / "e2e_tasks.py"
-BROKERS = ["memory", "sqlite"]
+BROKERS = ["memory", "sqlite", "redis"]
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+
+
+def redis_namespace_url() -> str:
+    """The machine's Redis, with a namespace no other test uses."""
+    require_service(REDIS_HOST, REDIS_PORT, "Redis")
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/0?namespace=t-{uuid.uuid4().hex[:12]}"
+
+
+def drop_namespace(url: str) -> None:
+    import redis
+
+    namespace = url.rpartition("namespace=")[2]
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+    try:
+        keys = list(client.scan_iter(match=f"*{namespace}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def require_service(host: str, port: int, name: str) -> None:
@@ -49,6 +70,7 @@ def make_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Call
     made: list[Broker] = []
     kind: str = request.param
     memory: list[MemoryBroker] = []
+    redis_url = redis_namespace_url() if kind == "redis" else ""
 
     def make(lease_seconds: float = 30.0) -> Broker:
         broker: Broker
@@ -58,6 +80,10 @@ def make_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Call
                 memory.append(MemoryBroker(lease_seconds=lease_seconds))
             broker = memory[0]
             broker.lease_seconds = lease_seconds
+        elif kind == "redis":
+            from conveyor.brokers.redis import RedisBroker
+
+            broker = RedisBroker(redis_url, lease_seconds)
         else:
             broker = SQLiteBroker(f"sqlite:///{tmp_path / 'broker.db'}", lease_seconds)
         made.append(broker)
@@ -67,6 +93,8 @@ def make_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Call
     yield make
     for broker in made:
         broker.close()
+    if redis_url:
+        drop_namespace(redis_url)
 
 
 @pytest.fixture
@@ -77,12 +105,20 @@ def broker(make_broker: Callable[..., Broker]) -> Broker:
 @pytest.fixture(params=BROKERS)
 def result_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ResultStore]:
     store: ResultStore
+    url = ""
     if request.param == "memory":
         store = MemoryResultStore()
+    elif request.param == "redis":
+        from conveyor.results.redis import RedisResultStore
+
+        url = redis_namespace_url()
+        store = RedisResultStore(url)
     else:
         store = SQLiteResultStore(f"sqlite:///{tmp_path / 'results.db'}")
     yield store
     store.close()
+    if url:
+        drop_namespace(url)
 
 
 class WorkerProcess:
@@ -134,15 +170,21 @@ class WorkerProcess:
         self._log_file.close()
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A directory holding the e2e task module and its SQLite store, importable here too."""
+@pytest.fixture(params=["sqlite", "redis"])
+def project(request: pytest.FixtureRequest, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory holding the e2e task module, importable here too, with the broker
+    (SQLite in that directory, or a fresh Redis namespace) in $CONVEYOR_BROKER_URL."""
     (tmp_path / "e2e_tasks.py").write_text(TASKS_MODULE.read_text())
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("CONVEYOR_BROKER_URL", f"sqlite:///{tmp_path / 'conveyor.db'}")
+    url = redis_namespace_url() if request.param == "redis" else \
+        f"sqlite:///{tmp_path / 'conveyor.db'}"
+    monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
     sys.modules.pop("e2e_tasks", None)
-    return tmp_path
+    yield tmp_path
+    if request.param == "redis":
+        drop_namespace(url)
 
 
 @pytest.fixture

@@ -16,6 +16,10 @@ __all__ = ["Broker", "DeadLetter", "Delivery", "QueueStats", "WorkerInfo", "from
 BACKENDS: dict[str, tuple[str, str, str | None]] = {
     "memory": ("conveyor.brokers.memory", "MemoryBroker", None),
     "sqlite": ("conveyor.brokers.sqlite", "SQLiteBroker", None),
+    "redis": ("conveyor.brokers.redis", "RedisBroker", "redis"),
+    "rediss": ("conveyor.brokers.redis", "RedisBroker", "redis"),
+    "redis+sentinel": ("conveyor.brokers.redis", "RedisBroker", "redis"),
+    "redis+cluster": ("conveyor.brokers.redis", "RedisBroker", "redis"),
 }
 
 

@@ -10,6 +10,10 @@ __all__ = ["ResultStore", "from_url"]
 BACKENDS: dict[str, tuple[str, str, str | None]] = {
     "memory": ("conveyor.results.memory", "MemoryResultStore", None),
     "sqlite": ("conveyor.results.sqlite", "SQLiteResultStore", None),
+    "redis": ("conveyor.results.redis", "RedisResultStore", "redis"),
+    "rediss": ("conveyor.results.redis", "RedisResultStore", "redis"),
+    "redis+sentinel": ("conveyor.results.redis", "RedisResultStore", "redis"),
+    "redis+cluster": ("conveyor.results.redis", "RedisResultStore", "redis"),
 }
 
 

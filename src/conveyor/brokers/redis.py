@@ -1,0 +1,297 @@
+"""Redis broker (redis-py with hiredis): thin Python over one Lua script per operation.
+
+The key schema is in `redis_lua/README.md`. Every operation on a queue is one script
+call, and batches (publish, ack, extend) are one call per queue, pipelined across queues:
+one round trip. Idle workers block in BLPOP on the queues' signal lists instead of
+polling, and wake at once when something is published or retried.
+
+URLs: ``redis://[:password@]host:port/db``, ``rediss://`` (TLS),
+``redis+sentinel://host:port[,host:port]/master_name/db`` and
+``redis+cluster://host:port[,host:port]/``, each with optional query options
+``namespace`` (key prefix, default ``conveyor``) and ``publish_timeout`` (seconds a
+producer retries a publish while Redis is unreachable before raising
+BrokerUnavailable, default 10).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from importlib import resources
+from typing import Any, TypeVar
+
+import msgspec
+import redis
+
+from conveyor.brokers.base import DeadLetter, Delivery, QueueStats, WorkerInfo
+from conveyor.brokers.redis_client import RedisTarget, connect, parse_url
+from conveyor.config import mask_url
+from conveyor.errors import BrokerUnavailable
+from conveyor.message import Envelope
+
+T = TypeVar("T")
+_worker_decoder = msgspec.json.Decoder(WorkerInfo)
+CLUSTER_POLL = 0.1  # Redis Cluster can't BLPOP keys of several slots: poll each in turn
+
+
+def _script(name: str) -> str:
+    return resources.files("conveyor.brokers.redis_lua").joinpath(f"{name}.lua").read_text()
+
+
+def _as_text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisBroker:
+    def __init__(self, url: str, lease_seconds: float = 30.0) -> None:
+        self.url = url
+        self.lease_seconds = lease_seconds
+        self.target: RedisTarget = parse_url(url)
+        self.namespace = self.target.namespace
+        self.client = connect(self.target)
+        self._scripts = {
+            name: self.client.register_script(_script(name))
+            for name in ("publish", "reserve", "ack", "extend", "retry", "dead_letter",
+                         "purge", "purge_dead")
+        }
+        self._known_queues: set[str] = set()
+        self._cluster_turn = 0
+
+    # -- keys ------------------------------------------------------------------------
+
+    def _key(self, queue: str, name: str) -> str:
+        return f"{{{self.namespace}:{queue}}}:{name}"
+
+    def _keys(self, queue: str, *names: str) -> list[str]:
+        return [self._key(queue, name) for name in names]
+
+    @property
+    def _queues_key(self) -> str:
+        return f"{self.namespace}:queues"
+
+    def _call(self, action: Callable[[], T]) -> T:
+        try:
+            return action()
+        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError) as exc:
+            raise BrokerUnavailable(f"Redis at {mask_url(self.url)} is unreachable: {exc}") \
+                from exc
+
+    # -- producing -------------------------------------------------------------------
+
+    def publish(self, envelopes: Sequence[Envelope]) -> None:
+        by_queue: dict[str, list[Envelope]] = defaultdict(list)
+        for envelope in envelopes:
+            by_queue[envelope.queue].append(envelope)
+        new_queues = set(by_queue) - self._known_queues
+
+        def send() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            for queue, items in by_queue.items():
+                args: list[Any] = []
+                for e in items:
+                    args += [e.id, e.priority, "" if e.eta is None else repr(e.eta), e.body]
+                self._scripts["publish"](
+                    keys=self._keys(queue, "seq", "ready", "scheduled", "body", "signal"),
+                    args=args, client=pipe)
+            if new_queues:
+                pipe.sadd(self._queues_key, *new_queues)
+            pipe.execute()
+
+        self._retry_until(send, self.target.publish_timeout)
+        self._known_queues |= new_queues
+
+    def _retry_until(self, action: Callable[[], None], timeout: float) -> None:
+        """Retry `action` while Redis is unreachable, up to `timeout` seconds; a publish
+        repeated after a lost reply may store a message twice (at least once), never zero."""
+        deadline = time.monotonic() + timeout
+        pause = 0.05
+        while True:
+            try:
+                return self._call(action)
+            except BrokerUnavailable:
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
+    # -- consuming -------------------------------------------------------------------
+
+    def reserve(self, queues: Sequence[str], n: int, wait: float) -> list[Delivery]:
+        deadline = time.monotonic() + wait
+        while True:
+            deliveries, next_due = self._call(lambda: self._reserve_now(queues, n))
+            remaining = deadline - time.monotonic()
+            if deliveries or remaining <= 0:
+                return deliveries
+            pause = min(remaining, 1.0)
+            if next_due is not None:
+                pause = min(pause, max(0.001, next_due - time.time()))
+            self._call(partial(self._block, queues, pause))
+
+    def _reserve_now(self, queues: Sequence[str], n: int) -> tuple[list[Delivery], float | None]:
+        groups = [list(queues)] if not self.target.cluster else [[q] for q in queues]
+        deliveries: list[Delivery] = []
+        next_due: float | None = None
+        for group in groups:
+            want = n - len(deliveries)
+            if want <= 0:
+                break
+            keys: list[str] = []
+            for queue in group:
+                keys += self._keys(queue, "ready", "scheduled", "leased", "body", "deliveries")
+            reply = self._scripts["reserve"](keys=keys, args=[want, self.lease_seconds])
+            if reply and int(reply[0]) == -1:
+                due = _as_text(reply[1])
+                if due and (next_due is None or float(due) < next_due):
+                    next_due = float(due)
+                continue
+            for i in range(0, len(reply), 4):
+                ref = _as_text(reply[i + 1])
+                seq, priority, task_id = ref.split("|", 2)
+                deliveries.append(Delivery(id=task_id, queue=group[int(reply[i])],
+                                           priority=int(priority), body=reply[i + 2],
+                                           receipt=ref, deliveries=int(reply[i + 3])))
+        return deliveries, next_due
+
+    def _block(self, queues: Sequence[str], timeout: float) -> None:
+        """Sleep until something is published to one of `queues`, or `timeout` passes."""
+        if not self.target.cluster:
+            self.client.blpop([self._key(q, "signal") for q in queues], timeout=timeout)
+            return
+        queue = queues[self._cluster_turn % len(queues)]
+        self._cluster_turn += 1
+        self.client.blpop([self._key(queue, "signal")], timeout=min(timeout, CLUSTER_POLL))
+
+    def _per_queue(self, script: str, deliveries: Iterable[Delivery], names: tuple[str, ...],
+                   head: Sequence[Any] = ()) -> None:
+        by_queue: dict[str, list[Delivery]] = defaultdict(list)
+        for d in deliveries:
+            by_queue[d.queue].append(d)
+        if not by_queue:
+            return
+
+        def send() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            for queue, items in by_queue.items():
+                args: list[Any] = list(head)
+                for d in items:
+                    args += [d.receipt, d.deliveries]
+                self._scripts[script](keys=self._keys(queue, *names), args=args, client=pipe)
+            pipe.execute()
+
+        self._call(send)
+
+    def extend(self, deliveries: Sequence[Delivery]) -> None:
+        self._per_queue("extend", deliveries, ("leased", "deliveries"), [self.lease_seconds])
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        self._per_queue("ack", deliveries, ("leased", "body", "deliveries"))
+
+    def retry(self, delivery: Delivery, body: bytes, at: float | None) -> None:
+        keys = self._keys(delivery.queue, "ready", "scheduled", "leased", "body", "deliveries",
+                          "signal")
+        args = [delivery.receipt, delivery.deliveries, body, "" if at is None else repr(at)]
+        self._call(lambda: self._scripts["retry"](keys=keys, args=args))
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        keys = self._keys(delivery.queue, "leased", "deliveries", "dead", "reason")
+        args = [delivery.receipt, delivery.deliveries, reason]
+        self._call(lambda: self._scripts["dead_letter"](keys=keys, args=args))
+
+    # -- managing --------------------------------------------------------------------
+
+    def _all_queues(self) -> list[str]:
+        members = self._call(lambda: self.client.smembers(self._queues_key))
+        return sorted({"default", *(_as_text(m) for m in members)})
+
+    def purge(self, queue: str) -> int:
+        keys = self._keys(queue, "ready", "scheduled", "body", "deliveries")
+        return int(self._call(lambda: self._scripts["purge"](keys=keys)))
+
+    def stats(self) -> dict[str, QueueStats]:
+        queues = self._all_queues()
+        now = time.time()
+
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for q in queues:
+                pipe.zcard(self._key(q, "ready"))
+                pipe.zcount(self._key(q, "scheduled"), "-inf", now)
+                pipe.zcount(self._key(q, "scheduled"), f"({now}", "+inf")
+                pipe.zcount(self._key(q, "leased"), "-inf", now)
+                pipe.zcount(self._key(q, "leased"), f"({now}", "+inf")
+                pipe.zcard(self._key(q, "dead"))
+            return pipe.execute()  # type: ignore[no-any-return]
+
+        counts = self._call(read)
+        stats = {}
+        for i, q in enumerate(queues):
+            ready, due, scheduled, expired, running, dead = counts[i * 6:i * 6 + 6]
+            stats[q] = QueueStats(ready=ready + due + expired, scheduled=scheduled,
+                                  running=running, dead=dead)
+        return stats
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        letters: list[DeadLetter] = []
+        for q in [queue] if queue is not None else self._all_queues():
+            letters += self._call(partial(self._dead_of, q, limit))
+        letters.sort(key=lambda d: d.failed_at, reverse=True)
+        return letters[:limit]
+
+    def _dead_of(self, queue: str, limit: int) -> list[DeadLetter]:
+        refs = self.client.zrevrange(self._key(queue, "dead"), 0, limit - 1, withscores=True)
+        if not refs:
+            return []
+        names = [ref for ref, _ in refs]
+        reasons = self.client.hmget(self._key(queue, "reason"), names)
+        bodies = self.client.hmget(self._key(queue, "body"), names)
+        return [
+            DeadLetter(id=_as_text(ref).split("|", 2)[2], queue=queue,
+                       reason=_as_text(reason or b""), failed_at=float(score), body=body or b"")
+            for (ref, score), reason, body in zip(refs, reasons, bodies, strict=True)
+        ]
+
+    def purge_dead(self, queue: str | None = None, ids: Sequence[str] | None = None) -> int:
+        if ids is not None and not ids:
+            return 0
+        args = list(ids) if ids is not None else ["*"]
+        total = 0
+        for q in [queue] if queue is not None else self._all_queues():
+            script = partial(self._scripts["purge_dead"],
+                             keys=self._keys(q, "dead", "reason", "body"), args=args)
+            total += int(self._call(script))
+        return total
+
+    def heartbeat(self, worker: WorkerInfo, ttl: float) -> None:
+        def send() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zadd(f"{self.namespace}:workers", {worker.id: time.time() + ttl})
+            pipe.hset(f"{self.namespace}:worker-info", worker.id, msgspec.json.encode(worker))
+            pipe.zremrangebyscore(f"{self.namespace}:workers", "-inf", time.time() - 3600)
+            pipe.execute()
+
+        self._call(send)
+
+    def workers(self) -> list[WorkerInfo]:
+        def read() -> list[WorkerInfo]:
+            ids = self.client.zrangebyscore(f"{self.namespace}:workers", time.time(), "+inf")
+            if not ids:
+                return []
+            infos = self.client.hmget(f"{self.namespace}:worker-info", ids)
+            return sorted((_worker_decoder.decode(i) for i in infos if i), key=lambda w: w.id)
+
+        return self._call(read)
+
+    def forget_worker(self, worker_id: str) -> None:
+        def send() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zrem(f"{self.namespace}:workers", worker_id)
+            pipe.hdel(f"{self.namespace}:worker-info", worker_id)
+            pipe.execute()
+
+        self._call(send)
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,66 @@
+-- Reserve up to n messages from one or more queues (same slot), best rank first.
+-- KEYS: per queue, 5 keys: {ns:q}:ready, :scheduled, :leased, :body, :deliveries
+-- ARGV[1] n  ARGV[2] lease seconds
+-- First moves due scheduled messages and expired leases back to ready (the only way
+-- anything becomes ready again: nothing waits in a worker's memory).
+-- Returns {queue index, ref, body, deliveries, ...}, or {-1, next due time} when empty.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local n = tonumber(ARGV[1])
+local deadline = now + tonumber(ARGV[2])
+local queues = #KEYS / 5
+
+local function rank(ref)
+  local seq, priority = string.match(ref, '^(%d+)|(%d+)|')
+  return (9 - tonumber(priority)) * 1099511627776 + tonumber(seq)
+end
+
+local next_due = nil
+for q = 0, queues - 1 do
+  local ready = KEYS[q * 5 + 1]
+  for _, source in ipairs({KEYS[q * 5 + 2], KEYS[q * 5 + 3]}) do
+    local due = redis.call('ZRANGEBYSCORE', source, '-inf', now, 'LIMIT', 0, 1000)
+    for _, ref in ipairs(due) do
+      redis.call('ZADD', ready, rank(ref), ref)
+      redis.call('ZREM', source, ref)
+    end
+    local head = redis.call('ZRANGE', source, 0, 0, 'WITHSCORES')
+    if head[2] and (next_due == nil or tonumber(head[2]) < next_due) then
+      next_due = tonumber(head[2])
+    end
+  end
+end
+
+-- Candidates: the best n of each queue, merged by rank; the rest go back untouched.
+local candidates = {}
+for q = 0, queues - 1 do
+  local popped = redis.call('ZPOPMIN', KEYS[q * 5 + 1], n)
+  for i = 1, #popped, 2 do
+    table.insert(candidates, {q, popped[i], tonumber(popped[i + 1])})
+  end
+end
+if #candidates == 0 then
+  return {-1, tostring(next_due or '')}
+end
+if queues > 1 then
+  table.sort(candidates, function(a, b) return a[3] < b[3] end)
+end
+
+local out = {}
+for i, c in ipairs(candidates) do
+  local base = c[1] * 5
+  if i <= n then
+    local body = redis.call('HGET', KEYS[base + 4], c[2])
+    if body then
+      redis.call('ZADD', KEYS[base + 3], deadline, c[2])
+      local deliveries = redis.call('HINCRBY', KEYS[base + 5], c[2], 1)
+      table.insert(out, c[1])
+      table.insert(out, c[2])
+      table.insert(out, body)
+      table.insert(out, deliveries)
+    end
+  else
+    redis.call('ZADD', KEYS[base + 1], c[3], c[2])
+  end
+end
+return out

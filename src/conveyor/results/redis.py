@@ -1,0 +1,83 @@
+"""Results in Redis: one string per task (`ns:result:<id>`, the JSON record, with EXPIRE)
+and a pub/sub message on `ns:done:<id>` when a task reaches a final state, so `wait()`
+sleeps on the subscription instead of polling."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TypeVar
+
+import msgspec
+import redis
+
+from conveyor.brokers.redis_client import connect, parse_url
+from conveyor.config import mask_url
+from conveyor.errors import BrokerUnavailable
+from conveyor.result import ResultRecord
+
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(ResultRecord)
+
+
+class RedisResultStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.target = parse_url(url)
+        self.namespace = self.target.namespace
+        self.client = connect(self.target)
+
+    def _key(self, task_id: str) -> str:
+        return f"{self.namespace}:result:{task_id}"
+
+    def _channel(self, task_id: str) -> str:
+        return f"{self.namespace}:done:{task_id}"
+
+    def _call(self, action: Callable[[], T]) -> T:
+        try:
+            return action()
+        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError) as exc:
+            raise BrokerUnavailable(f"Redis result store at {mask_url(self.url)} is "
+                                    f"unreachable: {exc}") from exc
+
+    def store(self, records: Sequence[tuple[ResultRecord, float]]) -> None:
+        if not records:
+            return
+
+        def send() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            for record, ttl in records:
+                pipe.set(self._key(record.id), _encoder.encode(record), px=max(1, int(ttl * 1000)))
+                if record.state.is_final:
+                    pipe.publish(self._channel(record.id), b"1")
+            pipe.execute()
+
+        self._call(send)
+
+    def get(self, task_id: str) -> ResultRecord | None:
+        raw = self._call(lambda: self.client.get(self._key(task_id)))
+        return _decoder.decode(raw) if raw else None
+
+    def wait(self, task_id: str, timeout: float | None) -> ResultRecord | None:
+        deadline = time.monotonic() + (timeout if timeout is not None else 10**9)
+        pubsub = self._call(lambda: self.client.pubsub(ignore_subscribe_messages=True))
+        try:
+            self._call(lambda: pubsub.subscribe(self._channel(task_id)))
+            while True:
+                record = self.get(task_id)  # after subscribing: no notification is missed
+                remaining = deadline - time.monotonic()
+                if (record is not None and record.state.is_final) or remaining <= 0:
+                    return record
+                pause = min(remaining, 5.0)
+                self._call(partial(pubsub.get_message, timeout=pause))
+        finally:
+            pubsub.close()
+
+    def forget(self, task_ids: Sequence[str]) -> None:
+        if task_ids:
+            self._call(lambda: self.client.delete(*[self._key(i) for i in task_ids]))
+
+    def close(self) -> None:
+        self.client.close()
