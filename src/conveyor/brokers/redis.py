@@ -111,9 +111,10 @@ class RedisBroker:
             try:
                 return self._call(action)
             except BrokerUnavailable:
-                if time.monotonic() + pause > deadline:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     raise
-                time.sleep(pause)
+                time.sleep(min(pause, remaining))
                 pause = min(pause * 2, 1.0)
 
     # -- consuming -------------------------------------------------------------------
