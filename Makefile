@@ -34,3 +34,20 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The Redis benchmark against Celery, Dramatiq, RQ and Huey (benchmarks/README.md).
+# The peers live in their own venv, pinned; Conveyor runs from .venv with redis-py.
+# Needs redis-server on 127.0.0.1:6379; uses (and flushes) DB 15. ARGS=--quick for a short run.
+PEERS_VENV := benchmarks/.venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+
+$(PEERS_STAMP): benchmarks/requirements-peers.txt
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install -q -r benchmarks/requirements-peers.txt
+	touch $(PEERS_STAMP)
+
+.PHONY: bench-redis
+bench-redis: $(STAMP) $(PEERS_STAMP)
+	$(BIN)/python -c 'import redis' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[redis]'
+	$(PEERS_VENV)/bin/python benchmarks/redis_peers.py $(ARGS)

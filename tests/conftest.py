@@ -24,9 +24,11 @@ from conveyor.results.base import ResultStore
 from conveyor.results.memory import MemoryResultStore
 from conveyor.results.sqlite import SQLiteResultStore
 
+pytest_plugins = ["tests.redis_servers"]
+
 ROOT = Path(__file__).resolve().parent.parent
 TASKS_MODULE = Path(__file__).resolve().parent / "worker" / "e2e_tasks.py"
-BROKERS = ["memory", "sqlite", "redis"]
+BROKERS = ["memory", "sqlite", "redis", "redis-tls", "redis-cluster", "redis-sentinel"]
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 
@@ -34,6 +36,21 @@ def redis_namespace_url() -> str:
     """The machine's Redis, with a namespace no other test uses."""
     require_service(REDIS_HOST, REDIS_PORT, "Redis")
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/0?namespace=t-{uuid.uuid4().hex[:12]}"
+
+
+def redis_url_for(request: pytest.FixtureRequest, kind: str) -> str:
+    """A fresh-namespace URL of one kind of Redis set-up; servers the tests start are
+    session fixtures of tests/redis_servers.py, fetched only when a test asks."""
+    namespace = f"t-{uuid.uuid4().hex[:12]}"
+    if kind == "redis":
+        return redis_namespace_url()
+    if kind == "redis-tls":
+        return str(request.getfixturevalue("redis_tls").url(namespace))
+    if kind == "redis-cluster":
+        return str(request.getfixturevalue("redis_cluster").url(namespace))
+    if kind == "redis-sentinel":
+        return str(request.getfixturevalue("redis_sentinel").url(namespace))
+    return ""
 
 
 def drop_namespace(url: str) -> None:
@@ -70,7 +87,7 @@ def make_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Call
     made: list[Broker] = []
     kind: str = request.param
     memory: list[MemoryBroker] = []
-    redis_url = redis_namespace_url() if kind == "redis" else ""
+    redis_url = redis_url_for(request, kind)
 
     def make(lease_seconds: float = 30.0) -> Broker:
         broker: Broker
@@ -80,7 +97,7 @@ def make_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Call
                 memory.append(MemoryBroker(lease_seconds=lease_seconds))
             broker = memory[0]
             broker.lease_seconds = lease_seconds
-        elif kind == "redis":
+        elif kind.startswith("redis"):
             from conveyor.brokers.redis import RedisBroker
 
             broker = RedisBroker(redis_url, lease_seconds)
@@ -93,7 +110,7 @@ def make_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Call
     yield make
     for broker in made:
         broker.close()
-    if redis_url:
+    if kind == "redis":
         drop_namespace(redis_url)
 
 
@@ -108,16 +125,16 @@ def result_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Res
     url = ""
     if request.param == "memory":
         store = MemoryResultStore()
-    elif request.param == "redis":
+    elif request.param.startswith("redis"):
         from conveyor.results.redis import RedisResultStore
 
-        url = redis_namespace_url()
+        url = redis_url_for(request, request.param)
         store = RedisResultStore(url)
     else:
         store = SQLiteResultStore(f"sqlite:///{tmp_path / 'results.db'}")
     yield store
     store.close()
-    if url:
+    if request.param == "redis":
         drop_namespace(url)
 
 
@@ -178,8 +195,7 @@ def project(request: pytest.FixtureRequest, tmp_path: Path,
     (tmp_path / "e2e_tasks.py").write_text(TASKS_MODULE.read_text())
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    url = redis_namespace_url() if request.param == "redis" else \
-        f"sqlite:///{tmp_path / 'conveyor.db'}"
+    url = redis_url_for(request, request.param) or f"sqlite:///{tmp_path / 'conveyor.db'}"
     monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
     sys.modules.pop("e2e_tasks", None)
     yield tmp_path

@@ -186,8 +186,11 @@ def test_same_priority_is_first_in_first_out(broker: Broker) -> None:
 
 
 def test_priority_then_age_order_holds_across_a_batch_from_several_queues(
-    broker: Broker,
+    broker: Broker, make_broker: Callable[..., Broker]
 ) -> None:
+    if make_broker.kind == "redis-cluster":  # type: ignore[attr-defined]
+        pytest.skip("on Redis Cluster each queue is its own slot, reserved in turn: "
+                    "priority is exact within a queue only (docs/redis.md)")
     a_low, a_high = envelope("a", priority=0), envelope("a", priority=9)
     b_mid, b_high, b_low = envelope("b", priority=5), envelope("b", priority=9), envelope("b")
     for sent in (a_low, a_high, b_mid, b_high, b_low):

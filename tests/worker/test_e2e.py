@@ -15,7 +15,12 @@ from conveyor import App, State, TaskError
 from conveyor.message import Envelope
 from tests.conftest import WorkerProcess
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [
+    pytest.mark.timeout(120),
+    # The scale-out set-ups run the whole end-to-end suite too (tests/redis_servers.py).
+    pytest.mark.parametrize("project", ["sqlite", "redis", "redis-cluster", "redis-sentinel"],
+                            indirect=True),
+]
 Start = Callable[..., WorkerProcess]
 
 

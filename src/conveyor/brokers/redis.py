@@ -2,8 +2,8 @@
 
 The key schema is in `redis_lua/README.md`. Every operation on a queue is one script
 call, and batches (publish, ack, extend) are one call per queue, pipelined across queues:
-one round trip. Idle workers block in BLPOP on the queues' signal lists instead of
-polling, and wake at once when something is published or retried.
+one round trip (on a cluster, one per queue). Idle workers block in BLPOP on the queues'
+signal lists instead of polling, and wake at once when something is published.
 
 URLs: ``redis://[:password@]host:port/db``, ``rediss://`` (TLS),
 ``redis+sentinel://host:port[,host:port]/master_name/db`` and
@@ -23,11 +23,9 @@ from importlib import resources
 from typing import Any, TypeVar
 
 import msgspec
-import redis
 
 from conveyor.brokers.base import DeadLetter, Delivery, QueueStats, WorkerInfo
-from conveyor.brokers.redis_client import RedisTarget, connect, parse_url
-from conveyor.config import mask_url
+from conveyor.brokers.redis_client import RedisTarget, call, confirm_replicated, connect, parse_url
 from conveyor.errors import BrokerUnavailable
 from conveyor.message import Envelope
 
@@ -72,11 +70,7 @@ class RedisBroker:
         return f"{self.namespace}:queues"
 
     def _call(self, action: Callable[[], T]) -> T:
-        try:
-            return action()
-        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError) as exc:
-            raise BrokerUnavailable(f"Redis at {mask_url(self.url)} is unreachable: {exc}") \
-                from exc
+        return call(action, self.url, "Redis")
 
     # -- producing -------------------------------------------------------------------
 
@@ -86,18 +80,19 @@ class RedisBroker:
             by_queue[envelope.queue].append(envelope)
         new_queues = set(by_queue) - self._known_queues
 
+        calls = []
+        for queue, items in by_queue.items():
+            args: list[Any] = []
+            for e in items:
+                args += [e.id, e.priority, "" if e.eta is None else repr(e.eta), e.body]
+            calls.append(("publish",
+                          self._keys(queue, "seq", "ready", "scheduled", "body", "signal"), args))
+
         def send() -> None:
-            pipe = self.client.pipeline(transaction=False)
-            for queue, items in by_queue.items():
-                args: list[Any] = []
-                for e in items:
-                    args += [e.id, e.priority, "" if e.eta is None else repr(e.eta), e.body]
-                self._scripts["publish"](
-                    keys=self._keys(queue, "seq", "ready", "scheduled", "body", "signal"),
-                    args=args, client=pipe)
+            self._run_scripts(calls)
             if new_queues:
-                pipe.sadd(self._queues_key, *new_queues)
-            pipe.execute()
+                self.client.sadd(self._queues_key, *new_queues)
+            confirm_replicated(self.client, self.target, "publish")
 
         self._retry_until(send, self.target.publish_timeout)
         self._known_queues |= new_queues
@@ -173,16 +168,25 @@ class RedisBroker:
         if not by_queue:
             return
 
-        def send() -> None:
-            pipe = self.client.pipeline(transaction=False)
-            for queue, items in by_queue.items():
-                args: list[Any] = list(head)
-                for d in items:
-                    args += [d.receipt, d.deliveries]
-                self._scripts[script](keys=self._keys(queue, *names), args=args, client=pipe)
-            pipe.execute()
+        calls = []
+        for queue, items in by_queue.items():
+            args: list[Any] = list(head)
+            for d in items:
+                args += [d.receipt, d.deliveries]
+            calls.append((script, self._keys(queue, *names), args))
+        self._call(partial(self._run_scripts, calls))
 
-        self._call(send)
+    def _run_scripts(self, calls: list[tuple[str, list[str], list[Any]]]) -> None:
+        """Run script calls in one pipelined round trip; one call each on a cluster, where
+        redis-py can't pipeline scripts (each touches a single slot anyway)."""
+        if len(calls) == 1 or self.target.cluster:
+            for name, keys, args in calls:
+                self._scripts[name](keys=keys, args=args)
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for name, keys, args in calls:
+            self._scripts[name](keys=keys, args=args, client=pipe)
+        pipe.execute()
 
     def extend(self, deliveries: Sequence[Delivery]) -> None:
         self._per_queue("extend", deliveries, ("leased", "deliveries"), [self.lease_seconds])

@@ -6,14 +6,16 @@
     redis+cluster://host:port[,host:port...]/         Redis Cluster
 
 Query options: ``namespace`` (key prefix, default ``conveyor``), ``publish_timeout``
-(seconds, default 10), ``socket_timeout`` (seconds, default 10); any other option is
-passed to redis-py for plain ``redis://`` URLs (``ssl_cert_reqs``, ``ssl_ca_certs``...).
+(seconds, default 10), ``socket_timeout`` (seconds, default 10), ``replicas`` (writes
+wait for this many replicas, default 0); any other option is passed to redis-py for
+plain ``redis://`` URLs (``ssl_cert_reqs``, ``ssl_ca_certs``...).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -21,9 +23,11 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.sentinel import Sentinel
 
 from conveyor.config import mask_url
-from conveyor.errors import ConfigurationError
+from conveyor.errors import BrokerUnavailable, ConfigurationError
 
-OUR_OPTIONS = ("namespace", "publish_timeout", "socket_timeout")
+T = TypeVar("T")
+OUR_OPTIONS = ("namespace", "publish_timeout", "socket_timeout", "replicas")
+REPLICA_WAIT_MS = 1000  # how long one write waits for its replicas before it counts as failed
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class RedisTarget:
     namespace: str = "conveyor"
     publish_timeout: float = 10.0
     socket_timeout: float = 10.0
+    replicas: int = 0  # writes count only once this many replicas confirm them (WAIT)
     server_url: str = ""  # for "single": the URL redis-py understands
     hosts: tuple[tuple[str, int], ...] = ()
     master: str = ""
@@ -67,6 +72,44 @@ def _float(options: dict[str, str], key: str, default: float, url: str) -> float
     return value
 
 
+# Replies that mean "this server can't take the write right now" (a failover, a reload,
+# a resharding): the operation is retried like a lost connection.
+TRANSIENT_REPLIES = ("UNBLOCKED", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN",
+                     "LOADING", "NOREPLICAS")
+
+
+def call(action: Callable[[], T], url: str, what: str) -> T:
+    """Run a Redis operation, turning "unreachable for now" into BrokerUnavailable."""
+    try:
+        return action()
+    except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError) as exc:
+        raise BrokerUnavailable(f"{what} at {mask_url(url)} is unreachable: {exc}") from exc
+    except redis.ResponseError as exc:
+        if str(exc).startswith(TRANSIENT_REPLIES):
+            raise BrokerUnavailable(f"{what} at {mask_url(url)} can't take writes now: "
+                                    f"{exc}") from exc
+        raise
+
+
+def _replicas(options: dict[str, str], url: str) -> int:
+    raw = options.pop("replicas", "0")
+    if not raw.isdigit():
+        raise ConfigurationError(f"replicas must be a whole number >= 0 in {mask_url(url)!r}")
+    return int(raw)
+
+
+def confirm_replicated(client: Any, target: RedisTarget, what: str) -> None:
+    """With ``replicas=N``, wait until N replicas have every write of this connection
+    so far (Redis WAIT); raise BrokerUnavailable if they don't confirm in time, so the
+    caller retries rather than trusting a write a failover could still undo."""
+    if not target.replicas:
+        return
+    confirmed = int(client.wait(target.replicas, REPLICA_WAIT_MS))
+    if confirmed < target.replicas:
+        raise BrokerUnavailable(f"{what}: only {confirmed} of {target.replicas} replica(s) "
+                                f"confirmed the write within {REPLICA_WAIT_MS} ms")
+
+
 def parse_url(url: str) -> RedisTarget:
     parts = urlsplit(url)
     options = dict(parse_qsl(parts.query))
@@ -78,6 +121,7 @@ def parse_url(url: str) -> RedisTarget:
         "namespace": namespace,
         "publish_timeout": _float(options, "publish_timeout", 10.0, url),
         "socket_timeout": _float(options, "socket_timeout", 10.0, url),
+        "replicas": _replicas(options, url),
         "username": unquote(parts.username) if parts.username else None,
         "password": unquote(parts.password) if parts.password else None,
     }

@@ -10,11 +10,8 @@ from functools import partial
 from typing import TypeVar
 
 import msgspec
-import redis
 
-from conveyor.brokers.redis_client import connect, parse_url
-from conveyor.config import mask_url
-from conveyor.errors import BrokerUnavailable
+from conveyor.brokers.redis_client import call, confirm_replicated, connect, parse_url
 from conveyor.result import ResultRecord
 
 T = TypeVar("T")
@@ -36,23 +33,26 @@ class RedisResultStore:
         return f"{self.namespace}:done:{task_id}"
 
     def _call(self, action: Callable[[], T]) -> T:
-        try:
-            return action()
-        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError) as exc:
-            raise BrokerUnavailable(f"Redis result store at {mask_url(self.url)} is "
-                                    f"unreachable: {exc}") from exc
+        return call(action, self.url, "Redis result store")
 
     def store(self, records: Sequence[tuple[ResultRecord, float]]) -> None:
         if not records:
             return
 
+        finished = [r.id for r, _ in records if r.state.is_final]
+
         def send() -> None:
             pipe = self.client.pipeline(transaction=False)
             for record, ttl in records:
                 pipe.set(self._key(record.id), _encoder.encode(record), px=max(1, int(ttl * 1000)))
-                if record.state.is_final:
-                    pipe.publish(self._channel(record.id), b"1")
+            if not self.target.cluster:  # a cluster pipeline can't carry PUBLISH
+                for task_id in finished:
+                    pipe.publish(self._channel(task_id), b"1")
             pipe.execute()
+            if self.target.cluster:
+                for task_id in finished:
+                    self.client.publish(self._channel(task_id), b"1")
+            confirm_replicated(self.client, self.target, "storing results")
 
         self._call(send)
 

@@ -1,0 +1,34 @@
+"""Dramatiq's side of the Redis benchmark: the broker and the two actors its worker runs.
+
+    dramatiq dramatiq_tasks -p 1 -t 8     (with this folder on PYTHONPATH)
+
+RedisBroker with Dramatiq's default middleware, plus the Results middleware on a
+RedisBackend with `store_results=True`. Dramatiq acknowledges after the actor returns.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.results import Results
+from dramatiq.results.backends.redis import RedisBackend
+
+URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+broker = RedisBroker(url=URL)
+broker.add_middleware(Results(backend=RedisBackend(url=URL), store_results=True))
+dramatiq.set_broker(broker)
+
+
+@dramatiq.actor(actor_name="bench.noop", queue_name="default", store_results=True)
+def noop() -> None:
+    """The processing benchmark's task: nothing but the library's own work."""
+
+
+@dramatiq.actor(actor_name="bench.started_at", queue_name="default", store_results=True)
+def started_at() -> float:
+    """When the task started (the latency benchmark and the warm-up task)."""
+    return time.time()
