@@ -27,6 +27,17 @@ def wait_all_succeeded(app: App, results: list[AsyncResult[str]], timeout: float
     return sorted(pending)
 
 
+def account(app: App, pending: list[str]) -> str:
+    """Where the unfinished tasks are, for the failure message of a chaos test."""
+    lines = [f"{len(pending)} task(s) unfinished; queues: {app.broker.stats()}"]
+    for task_id in pending[:5]:
+        record = app.results.get(task_id)
+        lines.append(f"  {task_id}: {record!r}")
+    dead = [d for d in app.broker.dead_letters(limit=1000) if d.id in set(pending)]
+    lines += [f"  dead: {d.id} {d.reason}" for d in dead[:5]]
+    return "\n".join(lines)
+
+
 def wait_until(predicate: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

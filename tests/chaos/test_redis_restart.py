@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 
 from conveyor import AsyncResult
-from tests.chaos.helpers import runs, wait_all_succeeded, wait_until
+from tests.chaos.helpers import account, runs, wait_all_succeeded, wait_until
 from tests.conftest import WorkerProcess
 from tests.redis_servers import RedisSentinelSetup, RedisServer
 
@@ -85,7 +85,8 @@ def test_redis_killed_and_restarted_mid_run_loses_no_accepted_task(
 
     # Then every accepted task completes, and the producer was never refused
     assert producer.errors == []
-    assert wait_all_succeeded(tasks.app, first + producer.accepted, timeout=180) == []
+    pending = wait_all_succeeded(tasks.app, first + producer.accepted, timeout=180)
+    assert not pending, account(tasks.app, pending)
     counts = runs(project)
     assert all(counts[f"m{i}"] >= 1 for i in range(1000))
     assert all(counts[f"p{i}"] >= 1 for i in range(600))
@@ -109,4 +110,5 @@ def test_sentinel_failover_mid_run_loses_no_accepted_task(
     producer.join(120)
 
     assert producer.errors == []
-    assert wait_all_succeeded(tasks.app, first + producer.accepted, timeout=180) == []
+    pending = wait_all_succeeded(tasks.app, first + producer.accepted, timeout=60)
+    assert not pending, account(tasks.app, pending)

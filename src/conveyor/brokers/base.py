@@ -24,7 +24,9 @@ from conveyor.message import Envelope
 
 
 class Delivery(msgspec.Struct, frozen=True):
-    """One reserved message. `receipt` identifies this lease; `deliveries` counts hand-outs."""
+    """One reserved message. `receipt` names the message in the broker, `deliveries`
+    counts its hand-outs, and `fence` (where a broker needs more than the count to tell
+    hand-outs apart, e.g. after a failover rolled one back) names this one."""
 
     id: str
     queue: str
@@ -32,6 +34,12 @@ class Delivery(msgspec.Struct, frozen=True):
     body: bytes
     receipt: str
     deliveries: int = 1
+    fence: str = ""
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        """Identifies this hand-out of this message (what a worker tracks in flight)."""
+        return (self.receipt, self.deliveries, self.fence)
 
     @property
     def redelivered(self) -> bool:

@@ -146,9 +146,11 @@ class RedisBroker:
             for i in range(0, len(reply), 4):
                 ref = _as_text(reply[i + 1])
                 seq, priority, task_id = ref.split("|", 2)
+                fence = _as_text(reply[i + 3])
                 deliveries.append(Delivery(id=task_id, queue=group[int(reply[i])],
                                            priority=int(priority), body=reply[i + 2],
-                                           receipt=ref, deliveries=int(reply[i + 3])))
+                                           receipt=ref, deliveries=int(fence.split(":")[0]),
+                                           fence=fence))
         return deliveries, next_due
 
     def _block(self, queues: Sequence[str], timeout: float) -> None:
@@ -172,7 +174,7 @@ class RedisBroker:
         for queue, items in by_queue.items():
             args: list[Any] = list(head)
             for d in items:
-                args += [d.receipt, d.deliveries]
+                args += [d.receipt, d.fence]
             calls.append((script, self._keys(queue, *names), args))
         self._call(partial(self._run_scripts, calls))
 
@@ -197,12 +199,12 @@ class RedisBroker:
     def retry(self, delivery: Delivery, body: bytes, at: float | None) -> None:
         keys = self._keys(delivery.queue, "ready", "scheduled", "leased", "body", "deliveries",
                           "signal")
-        args = [delivery.receipt, delivery.deliveries, body, "" if at is None else repr(at)]
+        args = [delivery.receipt, delivery.fence, body, "" if at is None else repr(at)]
         self._call(lambda: self._scripts["retry"](keys=keys, args=args))
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         keys = self._keys(delivery.queue, "leased", "deliveries", "dead", "reason")
-        args = [delivery.receipt, delivery.deliveries, reason]
+        args = [delivery.receipt, delivery.fence, reason]
         self._call(lambda: self._scripts["dead_letter"](keys=keys, args=args))
 
     # -- managing --------------------------------------------------------------------

@@ -1,13 +1,15 @@
 """Results in Redis: one string per task (`ns:result:<id>`, the JSON record, with EXPIRE)
 and a pub/sub message on `ns:done:<id>` when a task reaches a final state, so `wait()`
-sleeps on the subscription instead of polling."""
+sleeps on the subscription instead of polling. A worker's batch of results is one
+script call (`redis_lua/store.lua`); on a cluster, where keys span slots, a pipeline."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TypeVar
+from importlib import resources
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -25,6 +27,8 @@ class RedisResultStore:
         self.target = parse_url(url)
         self.namespace = self.target.namespace
         self.client = connect(self.target)
+        self._store = self.client.register_script(
+            resources.files("conveyor.results.redis_lua").joinpath("store.lua").read_text())
 
     def _key(self, task_id: str) -> str:
         return f"{self.namespace}:result:{task_id}"
@@ -39,20 +43,29 @@ class RedisResultStore:
         if not records:
             return
 
-        finished = [r.id for r, _ in records if r.state.is_final]
-
-        def send() -> None:
-            pipe = self.client.pipeline(transaction=False)
+        if not self.target.cluster:
+            keys = [self._key(r.id) for r, _ in records]
+            args: list[Any] = []
             for record, ttl in records:
-                pipe.set(self._key(record.id), _encoder.encode(record), px=max(1, int(ttl * 1000)))
-            if not self.target.cluster:  # a cluster pipeline can't carry PUBLISH
-                for task_id in finished:
-                    pipe.publish(self._channel(task_id), b"1")
-            pipe.execute()
-            if self.target.cluster:
-                for task_id in finished:
-                    self.client.publish(self._channel(task_id), b"1")
-            confirm_replicated(self.client, self.target, "storing results")
+                args += [_encoder.encode(record), max(1, int(ttl * 1000)),
+                         "1" if record.state.is_final else "0"]
+            args.append(self.namespace)
+
+            def send() -> None:
+                self._store(keys=keys, args=args)
+                confirm_replicated(self.client, self.target, "storing results")
+        else:  # keys of many slots: a pipeline of SETs, then each PUBLISH on its own
+
+            def send() -> None:
+                pipe = self.client.pipeline(transaction=False)
+                for record, ttl in records:
+                    pipe.set(self._key(record.id), _encoder.encode(record),
+                             px=max(1, int(ttl * 1000)))
+                pipe.execute()
+                for record, _ in records:
+                    if record.state.is_final:
+                        self.client.publish(self._channel(record.id), b"1")
+                confirm_replicated(self.client, self.target, "storing results")
 
         self._call(send)
 

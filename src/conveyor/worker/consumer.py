@@ -1,10 +1,12 @@
-"""The reserve loop of one worker process.
+"""The reserve loop of one worker process, and its writer.
 
-It reserves batches of about 2 x slots (enough that a thread finishing a task finds the
-next one waiting, few enough that one worker doesn't hoard a queue other workers could
-drain), hands them to the pools, and writes what finished in batches: first every
-result of the batch in one transaction, then every ack in one. Results go first, so a
-crash between the two re-runs a task (at least once) but never loses its result.
+The main thread reserves batches (up to 2 x slots in flight: enough that a thread
+finishing a task finds the next one waiting, few enough that one worker doesn't hoard a
+queue other workers could drain) and hands them to the pools. A writer thread writes
+what finished, in batches: first every result of the batch in one round trip, then
+every ack in one. Results go first, so a crash between the two re-runs a task (at
+least once) but never loses its result. Reserving and writing overlap, so a busy worker
+pays for the slower of the two round trips, not their sum.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("conveyor.worker")
 
 IDLE_WAIT = 0.5  # how long an idle reserve blocks before looking at shutdown flags
-BUSY_POLL = 0.01  # how often a busy consumer looks for more work and flushes results
-FULL_POLL = 0.1  # with every slot busy: how often progress reports are written at least
+BUSY_WAIT = 0.05  # how long a reserve blocks for more work while tasks are running
+FULL_POLL = 0.1  # how often progress reports are written at least, and flags looked at
 
 
 class Consumer:
@@ -41,14 +43,22 @@ class Consumer:
         self.prefetch = prefetch or max(2, 2 * threads)
         self.executor = Executor(app, self._post_record, self._ack_now)
         self.pools = Pools(self.executor, threads)
-        self.in_flight: dict[tuple[str, int], Delivery] = {}
+        self.in_flight: dict[tuple[str, int, str], Delivery] = {}
         self.processed = 0
         self.failures: list[TaskError] = []  # tasks that failed for good, for testing
         self._done: deque[Completion] = deque()
         self._done_cond = threading.Condition(threading.Lock())
         self._records: dict[str, tuple[ResultRecord, float]] = {}
         self._records_lock = threading.Lock()
-        self._lock = threading.Lock()  # guards in_flight across the heartbeat thread
+        self._lock = threading.Lock()  # guards in_flight (main, writer, heartbeat threads)
+        self._slots = threading.Condition(self._lock)  # notified when in_flight shrinks
+        self.batch_min = max(1, self.prefetch // 2)  # while busy, reserve at least this many
+        self._writer: threading.Thread | None = None
+        self._writer_stop = threading.Event()
+        self.drained = False  # the last reserve, made with nothing running, found nothing
+        # Held while reserving and registering what was reserved: another thread that
+        # sets `stopping` and takes it knows no reserve is under way or will start.
+        self.reserving = threading.Lock()
         # One flush or hand-back at a time: the heartbeat thread hands back (hard time
         # limits) while the main thread may be flushing the same deliveries.
         self._flush_lock = threading.RLock()
@@ -72,18 +82,22 @@ class Consumer:
     # -- the loop --------------------------------------------------------------------
 
     def step(self, wait: float) -> int:
-        """Flush what finished, then reserve and start more. Returns how many started."""
-        self.flush()
-        free = self.prefetch - len(self.in_flight)
-        if free <= 0 or self.stopping.is_set():
-            self._wait_for_completion(FULL_POLL)
+        """Reserve and start more tasks when enough slots are free. Returns how many."""
+        if self.stopping.is_set():
+            self.wait_for_slots(FULL_POLL, until_free=self.prefetch)
             return 0
-        deliveries = self.app.broker.reserve(self.queues, free, 0 if self.in_flight else wait)
-        for delivery in deliveries:
-            self._start(delivery)
-        if not deliveries and self.in_flight:
-            # Busy but nothing more to take: wait for a task to end (or look again soon).
-            self._wait_for_completion(BUSY_POLL)
+        if self.in_flight and self.prefetch - len(self.in_flight) < self.batch_min:
+            self.wait_for_slots(FULL_POLL, until_free=self.batch_min)  # batch the reserves
+            return 0
+        busy = bool(self.in_flight)
+        with self.reserving:
+            if self.stopping.is_set():
+                return 0
+            deliveries = self.app.broker.reserve(
+                self.queues, self.prefetch - len(self.in_flight), BUSY_WAIT if busy else wait)
+            for delivery in deliveries:
+                self._start(delivery)
+        self.drained = not deliveries and not busy
         return len(deliveries)
 
     def _start(self, delivery: Delivery) -> None:
@@ -95,11 +109,37 @@ class Consumer:
         else:
             self.post_completion(prepared)
 
-    def _wait_for_completion(self, timeout: float) -> None:
-        """Sleep until some task finishes (flush() then takes it) or `timeout` passes."""
+    def wait_for_slots(self, timeout: float, until_free: int) -> None:
+        """Sleep until `until_free` slots are free (the writer frees them) or `timeout`."""
+        with self._slots:
+            if self.prefetch - len(self.in_flight) < until_free:
+                self._slots.wait(timeout)
+
+    # -- the writer ------------------------------------------------------------------
+
+    def start_writer(self) -> None:
+        self._writer_stop.clear()
+        self._writer = threading.Thread(target=self._write_loop, name="conveyor-writer",
+                                        daemon=True)
+        self._writer.start()
+
+    def stop_writer(self) -> None:
+        self._writer_stop.set()
         with self._done_cond:
-            if not self._done:
-                self._done_cond.wait(timeout)
+            self._done_cond.notify_all()
+        if self._writer is not None and self._writer is not threading.current_thread():
+            self._writer.join(timeout=30)
+
+    def _write_loop(self) -> None:
+        while not self._writer_stop.is_set():
+            with self._done_cond:
+                if not self._done:
+                    self._done_cond.wait(FULL_POLL)
+            try:
+                self.flush()
+            except ConveyorError as exc:  # the store is unreachable: keep it all, try again
+                logger.error("can't write results and acks, retrying in 1 s: %s", exc)
+                self._writer_stop.wait(1.0)
 
     def flush(self) -> None:
         """Write the results, then the broker actions, of everything finished so far.
@@ -157,9 +197,10 @@ class Consumer:
             if c.action == "dead" and not c.acked:
                 logger.warning("task %s dead-lettered: %s", c.delivery.id, c.reason)
                 broker.dead_letter(c.delivery, c.reason)
-        with self._lock:
+        with self._slots:
             for c in completions:
                 self.in_flight.pop(_key(c.delivery), None)
+            self._slots.notify_all()
         self.processed += len(completions)
 
     # -- leases and shutdown ---------------------------------------------------------
@@ -184,10 +225,8 @@ class Consumer:
         """Warm shutdown: let running tasks finish for up to `grace` seconds."""
         deadline = time.monotonic() + grace
         while self.in_flight and time.monotonic() < deadline:
-            self.flush()
-            self._wait_for_completion(min(0.05, max(0.0, deadline - time.monotonic())))
-        self.flush()
+            self.wait_for_slots(min(FULL_POLL, max(0.0, deadline - time.monotonic())),
+                                until_free=self.prefetch)
 
-
-def _key(delivery: Delivery) -> tuple[str, int]:
-    return (delivery.receipt, delivery.deliveries)
+def _key(delivery: Delivery) -> tuple[str, int, str]:
+    return delivery.key

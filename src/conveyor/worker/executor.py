@@ -99,12 +99,19 @@ class Executor:
             record = ResultRecord(id=message.id, state=State.REVOKED, task=message.task,
                                   result=reason, attempt=message.attempt, updated=time.time())
             return Completion(delivery, "ack", record, self._ttl(task))
-        try:
-            task.check_arguments(message.args, message.kwargs)
-        except TypeError as exc:
-            return self._fail_unrun(delivery, message.id, message.task, message.attempt,
-                                    "TypeError", str(exc))
         return Prepared(delivery, message, task)
+
+    def _signature_mismatch(self, prepared: Prepared) -> Completion | None:
+        """After a TypeError: if the message's arguments don't fit the task, that (not the
+        task) failed, for good. Checked only then, so the happy path pays nothing."""
+        message = prepared.message
+        try:
+            prepared.task.check_arguments(message.args, message.kwargs)
+        except TypeError as exc:
+            self.limits.finished(prepared)
+            return self._fail_unrun(prepared.delivery, message.id, message.task,
+                                    message.attempt, "TypeError", str(exc))
+        return None
 
     def _fail_unrun(self, delivery: Delivery, task_id: str, name: str, attempt: int,
                     kind: str, reason: str) -> Completion:
@@ -150,6 +157,8 @@ class Executor:
             self.app.middleware.before_execute(execution)
             outcome.value = execution.task.fn(*args, **execution.message.kwargs)
         except BaseException as exc:  # noqa: BLE001 - a task's failure is data here
+            if isinstance(exc, TypeError) and (mismatch := self._signature_mismatch(prepared)):
+                return mismatch
             outcome.error, outcome.traceback = exc, traceback.format_exc()
         finally:
             current_task.reset(token)
@@ -163,6 +172,8 @@ class Executor:
             self.app.middleware.before_execute(execution)
             outcome.value = await execution.task.fn(*args, **execution.message.kwargs)
         except BaseException as exc:  # noqa: BLE001 - includes CancelledError from limits
+            if isinstance(exc, TypeError) and (mismatch := self._signature_mismatch(prepared)):
+                return mismatch
             outcome.error, outcome.traceback = exc, traceback.format_exc()
         finally:
             current_task.reset(token)

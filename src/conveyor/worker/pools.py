@@ -1,35 +1,66 @@
-"""Where tasks run inside one worker process: `def` tasks on a thread pool, `async def`
-tasks on one event-loop thread. The choice was made once, at registration
-(`Task.is_async`); `submit()` hides it from the consumer."""
+"""Where tasks run inside one worker process: `def` tasks on a small thread pool, `async
+def` tasks on one event-loop thread. The choice was made once, at registration
+(`Task.is_async`); `submit()` hides it from the consumer.
+
+The thread pool is a queue and N threads, not `concurrent.futures`: a task is a
+function call that reports its own completion, so futures, work items and done
+callbacks would only add cost to every task.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 from conveyor.worker.executor import Completion, Executor, Prepared
 
 Done = Callable[[Completion], None]
+logger = logging.getLogger("conveyor.worker")
 
 
 class Pools:
     def __init__(self, executor: Executor, threads: int) -> None:
         self.executor = executor
-        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="conveyor-task")
+        self._work: queue.SimpleQueue[tuple[Prepared, Done] | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"conveyor-task-{i}", daemon=True)
+            for i in range(threads)
+        ]
+        self._accepting = True
+        self._started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
 
     def submit(self, prepared: Prepared, done: Done) -> None:
-        future: Future[Completion]
         if prepared.task.is_async:
             future = asyncio.run_coroutine_threadsafe(
                 self.executor.run_async(prepared), self._event_loop()
             )
-        else:
-            future = self._threads.submit(self.executor.run_sync, prepared)
-        future.add_done_callback(lambda f: _deliver(f, prepared, done))
+            future.add_done_callback(lambda f: _deliver(f, prepared, done))
+            return
+        if not self._started:
+            self._started = True
+            for thread in self._threads:
+                thread.start()
+        self._work.put((prepared, done))
+
+    def _run(self) -> None:
+        while (item := self._work.get()) is not None:
+            prepared, done = item
+            if not self._accepting:  # warm shutdown before it started: hand it back
+                done(Completion(prepared.delivery, "retry", body=prepared.delivery.body))
+                continue
+            try:
+                completion = self.executor.run_sync(prepared)
+            except Exception as exc:  # the executor itself broke: keep the message
+                logger.exception("executor failed on task %s", prepared.message.id)
+                completion = Completion(prepared.delivery, "retry", body=prepared.delivery.body,
+                                        reason=f"executor error: {exc!r}")
+            done(completion)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -41,13 +72,23 @@ class Pools:
         return self._loop
 
     def cancel_pending(self) -> None:
-        """Cancel tasks that haven't started; running ones go on."""
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        """Hand back, at once, the tasks that haven't started; running ones go on."""
+        self._accepting = False
+        while True:
+            try:
+                item = self._work.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                prepared, done = item
+                done(Completion(prepared.delivery, "retry", body=prepared.delivery.body))
 
     def shutdown(self) -> None:
-        """Stop taking tasks and close the event loop (tasks still running are abandoned:
-        the consumer has handed their messages back)."""
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        """Stop the threads once they are free, and close the event loop (tasks still
+        running are abandoned: the consumer has handed their messages back)."""
+        self._accepting = False
+        for _ in self._threads:
+            self._work.put(None)
         loop, thread = self._loop, self._loop_thread
         if loop is not None and thread is not None:
             loop.call_soon_threadsafe(loop.stop)
@@ -58,7 +99,7 @@ class Pools:
 
 
 def _deliver(future: Future[Completion], prepared: Prepared, done: Done) -> None:
-    if future.cancelled():  # warm shutdown before it started: hand it back at once
+    if future.cancelled():
         done(Completion(prepared.delivery, "retry", body=prepared.delivery.body))
         return
     error = future.exception()

@@ -68,6 +68,7 @@ class Worker:
         self._heartbeat = threading.Thread(target=self._beat, name="conveyor-heartbeat",
                                            daemon=True)
         self._heartbeat.start()
+        self.consumer.start_writer()
         try:
             self._loop(burst)
         finally:
@@ -77,13 +78,12 @@ class Worker:
         consumer = self.consumer
         while not consumer.stopping.is_set():
             try:
-                started = consumer.step(IDLE_WAIT if not burst else 0.0)
+                consumer.step(IDLE_WAIT if not burst else 0.0)
             except ConveyorError as exc:  # store unreachable: keep trying, don't die
                 logger.error("worker can't reach the store, retrying in 1 s: %s", exc)
                 time.sleep(1.0)
                 continue
-            if burst and not started and not consumer.in_flight:
-                consumer.flush()
+            if burst and consumer.drained:
                 return
             if self.max_tasks is not None and consumer.processed >= self.max_tasks:
                 logger.info("worker %s processed %d tasks: recycling", self.id, consumer.processed)
@@ -96,7 +96,8 @@ class Worker:
             deadline = time.monotonic() + self.grace
             while consumer.in_flight and time.monotonic() < deadline and not self._cold.is_set():
                 consumer.drain(min(0.2, max(0.0, deadline - time.monotonic())))
-        handed_back = consumer.hand_back()
+        consumer.stop_writer()
+        handed_back = consumer.hand_back()  # flushes what finished, returns the rest
         if handed_back:
             logger.warning("worker %s handed %d unfinished task(s) back", self.id, handed_back)
         consumer.pools.shutdown()
@@ -152,6 +153,10 @@ class Worker:
             logger.error("not supervised: the overdue task's thread can't be stopped; its "
                          "result is recorded and it is otherwise ignored")
             return
-        self.consumer.pools.cancel_pending()
-        self.consumer.hand_back()
-        os._exit(EXIT_HARD_LIMIT)
+        # Stop reserving first: a reserve woken by our own hand-back would take a task
+        # back into this process just before it exits.
+        self.consumer.stopping.set()
+        with self.consumer.reserving:
+            self.consumer.pools.cancel_pending()
+            self.consumer.hand_back()
+            os._exit(EXIT_HARD_LIMIT)

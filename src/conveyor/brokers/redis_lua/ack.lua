@@ -1,6 +1,6 @@
 -- Remove finished messages for good, if this lease still holds them.
 -- KEYS[1] {ns:q}:leased  KEYS[2] {ns:q}:body  KEYS[3] {ns:q}:deliveries
--- ARGV: pairs of ref, deliveries (the count when it was reserved: the fence)
+-- ARGV: pairs of ref, fence (as reserve.lua returned it)
 -- Returns how many were removed.
 local removed = 0
 for i = 1, #ARGV, 2 do

@@ -1,6 +1,6 @@
 -- Renew the leases of running messages that this lease still holds.
 -- KEYS[1] {ns:q}:leased  KEYS[2] {ns:q}:deliveries
--- ARGV[1] lease seconds, then pairs of ref, deliveries
+-- ARGV[1] lease seconds, then pairs of ref, fence
 local t = redis.call('TIME')
 local deadline = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[1])
 local renewed = 0

@@ -3,7 +3,9 @@
 -- ARGV[1] n  ARGV[2] lease seconds
 -- First moves due scheduled messages and expired leases back to ready (the only way
 -- anything becomes ready again: nothing waits in a worker's memory).
--- Returns {queue index, ref, body, deliveries, ...}, or {-1, next due time} when empty.
+-- Each hand-out gets a fence "count:server time in microseconds" in the deliveries hash:
+-- unique even when a failover rolled back an earlier hand-out and the count repeats.
+-- Returns {queue index, ref, body, fence, ...}, or {-1, next due time} when empty.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local n = tonumber(ARGV[1])
@@ -53,11 +55,14 @@ for i, c in ipairs(candidates) do
     local body = redis.call('HGET', KEYS[base + 4], c[2])
     if body then
       redis.call('ZADD', KEYS[base + 3], deadline, c[2])
-      local deliveries = redis.call('HINCRBY', KEYS[base + 5], c[2], 1)
+      local previous = redis.call('HGET', KEYS[base + 5], c[2])
+      local count = (previous and tonumber(string.match(previous, '^(%d+)')) or 0) + 1
+      local fence = count .. ':' .. t[1] .. string.format('%06d', tonumber(t[2]))
+      redis.call('HSET', KEYS[base + 5], c[2], fence)
       table.insert(out, c[1])
       table.insert(out, c[2])
       table.insert(out, body)
-      table.insert(out, deliveries)
+      table.insert(out, fence)
     end
   else
     redis.call('ZADD', KEYS[base + 1], c[3], c[2])

@@ -1,7 +1,7 @@
 -- Put a leased message back with a new body: ready at once, or scheduled at `at`.
 -- KEYS[1] {ns:q}:ready  KEYS[2] {ns:q}:scheduled  KEYS[3] {ns:q}:leased
 -- KEYS[4] {ns:q}:body   KEYS[5] {ns:q}:deliveries KEYS[6] {ns:q}:signal
--- ARGV[1] ref  ARGV[2] deliveries (fence)  ARGV[3] body  ARGV[4] at ('' = now)
+-- ARGV[1] ref  ARGV[2] fence  ARGV[3] body  ARGV[4] at ('' = now)
 -- Returns 1 if it was put back, 0 if the lease was lost.
 local ref = ARGV[1]
 if redis.call('HGET', KEYS[5], ref) ~= ARGV[2] or redis.call('ZREM', KEYS[3], ref) == 0 then
