@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -201,6 +202,15 @@ def project(request: pytest.FixtureRequest, tmp_path: Path,
     yield tmp_path
     if request.param == "redis":
         drop_namespace(url)
+
+
+@pytest.fixture
+def tasks(project: Path) -> Iterator[ModuleType]:
+    """The e2e task module, imported in this process on the project's broker."""
+    import e2e_tasks
+
+    yield e2e_tasks
+    e2e_tasks.app.close()
 
 
 @pytest.fixture

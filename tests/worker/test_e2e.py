@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -22,14 +22,6 @@ pytestmark = [
                             indirect=True),
 ]
 Start = Callable[..., WorkerProcess]
-
-
-@pytest.fixture
-def tasks(project: Path) -> Iterator[ModuleType]:
-    import e2e_tasks
-
-    yield e2e_tasks
-    e2e_tasks.app.close()
 
 
 def cli(*args: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -16,14 +16,6 @@ from tests.conftest import WorkerProcess
 
 pytestmark = pytest.mark.timeout(180)
 Start = Callable[..., WorkerProcess]
-
-
-@pytest.fixture
-def tasks(project: Path) -> Iterator[ModuleType]:
-    import e2e_tasks
-
-    yield e2e_tasks
-    e2e_tasks.app.close()
 
 
 def test_warm_shutdown_finishes_running_tasks_and_hands_back_the_rest(
