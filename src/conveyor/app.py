@@ -16,7 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
-from conveyor import brokers, results, signing
+from conveyor import brokers, signing
+from conveyor import results as result_stores
 from conveyor.brokers.base import Broker
 from conveyor.config import Settings, mask_url, resolve_settings
 from conveyor.context import TaskContext
@@ -127,7 +128,11 @@ class App:
             max_message_size=max_message_size, lease_seconds=lease_seconds,
             result_ttl=result_ttl,
         )
-        brokers.load_backend(self.settings.broker_url, brokers.BACKENDS, "broker")
+        # The scheme is checked now; the driver is imported on first use (a worker's
+        # supervisor never uses it, and redis-py with ssl would cost every process MBs).
+        brokers.check_scheme(self.settings.broker_url, brokers.BACKENDS, "broker")
+        brokers.check_scheme(self.settings.effective_results_url, result_stores.BACKENDS,
+                             "result store")
         self.middleware = MiddlewareStack([*default_middleware(), *middleware])
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.on_publish: Callable[[App], None] | None = None  # set by conveyor.testing.eager
@@ -154,7 +159,7 @@ class App:
         if self._results is None:
             with self._lock:
                 if self._results is None:
-                    self._results = results.from_url(self.settings.effective_results_url)
+                    self._results = result_stores.from_url(self.settings.effective_results_url)
         return self._results
 
     def use(self, broker: Broker | None = None, results: ResultStore | None = None) -> None:

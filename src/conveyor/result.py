@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
@@ -143,6 +142,8 @@ class AsyncResult(Generic[R]):
 
     async def aget(self, timeout: float | None = None) -> R:
         """`get()` for async code: waits without blocking the event loop."""
+        import asyncio  # here, not at the top: most programs never need it (it costs MBs)
+
         record = await asyncio.to_thread(self.app.results.wait, self.id, timeout)
         return self._outcome(record, timeout)
 

@@ -8,8 +8,6 @@ signed body is still accepted (the prefix is stripped unverified only when no ke
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Sequence
 
 PREFIX = b"sig1."
@@ -20,6 +18,9 @@ class SignatureError(Exception):
 
 
 def _mac(key: str, payload: bytes) -> bytes:
+    import hashlib  # imported on first use: it loads OpenSSL, which unsigned apps don't need
+    import hmac
+
     return hmac.new(key.encode(), payload, hashlib.sha256).hexdigest().encode()
 
 
@@ -41,6 +42,8 @@ def verify(body: bytes, keys: Sequence[str]) -> bytes:
         raise SignatureError("signed message is malformed (no payload after the signature)")
     if not keys:
         return payload
-    if any(hmac.compare_digest(signature, _mac(key, payload)) for key in keys):
+    from hmac import compare_digest
+
+    if any(compare_digest(signature, _mac(key, payload)) for key in keys):
         return payload
     raise SignatureError("message signature matches none of the configured signing keys")

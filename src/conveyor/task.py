@@ -6,7 +6,6 @@ round trip; `map()` publishes many in one. A plain call runs the function inline
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -121,6 +120,8 @@ class Task(Generic[P, R]):
 
     async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """`delay()` for async code: the publish runs off the event loop."""
+        import asyncio  # here, not at the top: most programs never need it (it costs MBs)
+
         return await asyncio.to_thread(self.apply_async, args, kwargs)
 
     def apply_async(

@@ -27,7 +27,8 @@ def scheme_of(url: str) -> str:
     return urlsplit(url).scheme.lower()
 
 
-def load_backend(url: str, backends: dict[str, tuple[str, str, str | None]], what: str) -> type:
+def check_scheme(url: str, backends: dict[str, tuple[str, str, str | None]], what: str) -> str:
+    """The URL's scheme, or ConfigurationError naming the known ones (imports nothing)."""
     scheme = scheme_of(url)
     if scheme not in backends:
         known = ", ".join(f"{s}://" for s in backends)
@@ -35,6 +36,11 @@ def load_backend(url: str, backends: dict[str, tuple[str, str, str | None]], wha
             f"unknown {what} URL scheme {scheme + '://' if scheme else '(none)'} in "
             f"{mask_url(url)!r}: use one of {known}"
         )
+    return scheme
+
+
+def load_backend(url: str, backends: dict[str, tuple[str, str, str | None]], what: str) -> type:
+    scheme = check_scheme(url, backends, what)
     module_name, class_name, extra = backends[scheme]
     try:
         module = importlib.import_module(module_name)

@@ -11,6 +11,7 @@ import click
 from conveyor.app import App
 from conveyor.cli.options import with_app
 from conveyor.config import mask_url
+from conveyor.errors import ConveyorError
 from conveyor.worker.supervisor import Supervisor
 
 
@@ -20,6 +21,30 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(processName)s[%(process)d] %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+def check_store(app: App) -> None:
+    """Fail now, with a clear message, if the broker is unreachable. The check runs in a
+    short-lived child process, so the supervisor never loads a broker client whose
+    memory every worker process would then carry twice."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        code = 0
+        try:
+            app.broker.stats()
+        except ConveyorError as exc:
+            os.write(write, str(exc).encode())
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        message = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise ConveyorError(message or "the broker check failed")
 
 
 def parse_queues(value: str) -> list[str]:
@@ -49,7 +74,7 @@ def worker(app: App, queues: str, processes: int | None, threads: int,
     configure_logging(loglevel)
     queue_list = parse_queues(queues)
     processes = processes or os.cpu_count() or 1
-    app.broker.stats()  # fail now, with a clear message, if the store is unreachable
+    check_store(app)
     click.echo(
         f"conveyor worker for {app.name}: {mask_url(app.settings.broker_url)}, "
         f"queues {','.join(queue_list)}, {processes} process(es) x {threads} thread(s), "

@@ -12,15 +12,17 @@ process it runs in. This middleware owns and validates both options.
 
 from __future__ import annotations
 
-import asyncio
-import ctypes
+import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConfigurationError, TimeLimitExceeded
 from conveyor.middleware.base import Execution, Middleware, Outcome
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 @dataclass
@@ -32,8 +34,23 @@ class _Watched:
     fired: bool = False
 
 
+def _current_asyncio_task() -> asyncio.Task[Any] | None:
+    """The running asyncio task, if any (without importing asyncio: no loop can run
+    in a process that never imported it)."""
+    module = sys.modules.get("asyncio")
+    if module is None:
+        return None
+    try:
+        task: asyncio.Task[Any] | None = module.current_task()
+    except RuntimeError:
+        return None
+    return task
+
+
 def raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
     """Schedule `exc_type` to be raised in another thread at its next bytecode."""
+    import ctypes  # only when a soft limit fires
+
     done = ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(thread_id), ctypes.py_object(exc_type)
     )
@@ -66,10 +83,7 @@ class TimeLimits(Middleware):
         limit = execution.task.options.soft_time_limit
         if limit is None:
             return
-        try:
-            task: asyncio.Task[Any] | None = asyncio.current_task()
-        except RuntimeError:
-            task = None
+        task = _current_asyncio_task()
         watched = _Watched(
             deadline=time.monotonic() + limit,
             thread_id=None if task else threading.get_ident(),
@@ -86,8 +100,8 @@ class TimeLimits(Middleware):
     def after_execute(self, execution: Execution, outcome: Outcome) -> None:
         with self._lock:
             watched = self._watched.pop(id(execution), None)
-        if watched is not None and watched.fired and isinstance(outcome.error,
-                                                                asyncio.CancelledError):
+        cancelled = sys.modules["asyncio"].CancelledError if "asyncio" in sys.modules else ()
+        if watched is not None and watched.fired and isinstance(outcome.error, cancelled):
             limit = execution.task.options.soft_time_limit
             outcome.error = TimeLimitExceeded(f"soft time limit of {limit} s exceeded")
 

@@ -9,14 +9,17 @@ callbacks would only add cost to every task.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from typing import TYPE_CHECKING
 
 from conveyor.worker.executor import Completion, Executor, Prepared
+
+if TYPE_CHECKING:  # imported when the first async task arrives: asyncio costs MBs
+    import asyncio
+    from concurrent.futures import Future
 
 Done = Callable[[Completion], None]
 logger = logging.getLogger("conveyor.worker")
@@ -37,6 +40,8 @@ class Pools:
 
     def submit(self, prepared: Prepared, done: Done) -> None:
         if prepared.task.is_async:
+            import asyncio
+
             future = asyncio.run_coroutine_threadsafe(
                 self.executor.run_async(prepared), self._event_loop()
             )
@@ -64,6 +69,8 @@ class Pools:
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
+            import asyncio
+
             loop = asyncio.new_event_loop()
             thread = threading.Thread(target=loop.run_forever, name="conveyor-asyncio",
                                       daemon=True)
