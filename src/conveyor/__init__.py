@@ -8,11 +8,36 @@
         return x + y
 
     add.delay(2, 3).get(timeout=10)
+
+The names below are imported on first use, so a process that only needs part of
+Conveyor (the worker's supervisor) doesn't load the rest.
 """
 
-from conveyor.app import App
-from conveyor.context import TaskContext
-from conveyor.errors import Retry, TaskError
-from conveyor.result import AsyncResult, Progress, State
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from conveyor.app import App
+    from conveyor.context import TaskContext
+    from conveyor.errors import Retry, TaskError
+    from conveyor.result import AsyncResult, Progress, State
 
 __all__ = ["App", "AsyncResult", "Progress", "Retry", "State", "TaskContext", "TaskError"]
+
+_HOMES = {
+    "App": "conveyor.app",
+    "AsyncResult": "conveyor.result",
+    "Progress": "conveyor.result",
+    "Retry": "conveyor.errors",
+    "State": "conveyor.result",
+    "TaskContext": "conveyor.context",
+    "TaskError": "conveyor.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'conveyor' has no attribute {name!r}")

@@ -22,6 +22,7 @@ def group_app_option(fn: F) -> F:
     def remember(ctx: click.Context, _: click.Parameter, spec: str | None) -> None:
         if spec and not isinstance(ctx.obj, App):
             ctx.obj = load_app(spec)
+            ctx.meta["conveyor.app_spec"] = spec
 
     return click.option("-A", "--app", "app_spec", metavar="MODULE[:APP]", expose_value=False,
                         callback=remember, is_eager=True,
@@ -37,7 +38,11 @@ def with_app(fn: F) -> F:
     @click.pass_context
     @functools.wraps(fn)
     def wrapper(ctx: click.Context, app_spec: str | None, *args: Any, **kwargs: Any) -> Any:
-        app = ctx.obj if isinstance(ctx.obj, App) else load_app(app_spec)
+        if isinstance(ctx.obj, App):
+            app = ctx.obj
+        else:
+            app = load_app(app_spec)
+            ctx.meta["conveyor.app_spec"] = app_spec  # so `worker` can re-load it elsewhere
         try:
             return fn(app, *args, **kwargs)
         except ConveyorError as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import json
 import os
 import sys
 
@@ -12,15 +12,7 @@ from conveyor.app import App
 from conveyor.cli.options import with_app
 from conveyor.config import mask_url
 from conveyor.errors import ConveyorError
-from conveyor.worker.supervisor import Supervisor
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(processName)s[%(process)d] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+from conveyor.worker.supervisor import Supervisor, configure_logging
 
 
 def check_store(app: App) -> None:
@@ -81,6 +73,14 @@ def worker(app: App, queues: str, processes: int | None, threads: int,
         f"{len(app.tasks)} task(s) registered",
         err=True,
     )
+    spec = click.get_current_context().meta.get("conveyor.app_spec")
+    if spec:  # hand over to a lean supervisor process (see conveyor/worker/__main__.py)
+        options = {"queues": queue_list, "processes": processes, "threads": threads,
+                   "max_tasks_per_child": max_tasks_per_child, "grace": grace,
+                   "loglevel": loglevel}
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "conveyor.worker", spec,
+                                  json.dumps(options)])
     supervisor = Supervisor(app, queue_list, processes, threads,
                             max_tasks_per_child=max_tasks_per_child, grace=grace)
     raise SystemExit(supervisor.run())

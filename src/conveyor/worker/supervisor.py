@@ -18,21 +18,27 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from conveyor.worker.worker import EXIT_HARD_LIMIT, Worker
-
 if TYPE_CHECKING:
     from conveyor.app import App
 
 logger = logging.getLogger("conveyor.supervisor")
 
 WARM, COLD = signal.SIGUSR1, signal.SIGUSR2
+EXIT_HARD_LIMIT = 70  # a worker process replaced itself to stop a task over its time_limit
 CRASH_WINDOW = 2.0  # a child dying sooner than this after start counts as a crash loop
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(processName)s[%(process)d] %(name)s: %(message)s",
+    )
 
 
 class Supervisor:
     def __init__(
         self,
-        app: App,
+        app: App | Callable[[], App],
         queues: Sequence[str] = ("default",),
         processes: int = 2,
         threads: int = 8,
@@ -43,6 +49,8 @@ class Supervisor:
     ) -> None:
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
+        # An App, or a function that makes one in each worker process after fork():
+        # then this process never imports the user's code or a broker driver.
         self.app = app
         self.queues = tuple(queues)
         self.processes = processes
@@ -58,7 +66,8 @@ class Supervisor:
         """Run until a signal stops it; returns the exit status for the command line."""
         previous = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGINT, signal.SIGTERM)}
-        self.app.close()  # no connection may cross fork()
+        if not callable(self.app):
+            self.app.close()  # no connection may cross fork()
         try:
             for _ in range(self.processes):
                 self._spawn()
@@ -127,8 +136,13 @@ class Supervisor:
             logging.shutdown()
             os._exit(code)
 
+    def _app(self) -> App:
+        return self.app() if callable(self.app) else self.app
+
     def _child(self) -> int:
-        worker = Worker(self.app, self.queues, self.threads, max_tasks=self.max_tasks_per_child,
+        from conveyor.worker.worker import Worker
+
+        worker = Worker(self._app(), self.queues, self.threads, max_tasks=self.max_tasks_per_child,
                         grace=self.grace, supervised=True)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -18,13 +18,13 @@ from conveyor.brokers.base import WorkerInfo
 from conveyor.errors import ConveyorError, TimeLimitExceeded
 from conveyor.middleware.base import Outcome
 from conveyor.worker.consumer import IDLE_WAIT, Consumer
+from conveyor.worker.supervisor import EXIT_HARD_LIMIT
 
 if TYPE_CHECKING:
     from conveyor.app import App
 
 logger = logging.getLogger("conveyor.worker")
 
-EXIT_HARD_LIMIT = 70  # the process replaced itself to stop a task over its time_limit
 HEARTBEAT_TICK = 0.1
 WORKER_TTL = 15.0
 
