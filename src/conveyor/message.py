@@ -7,10 +7,9 @@ dead-lettered with its exact bytes, and a signature covers exactly what was sent
 
 from __future__ import annotations
 
-import inspect
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -117,13 +116,3 @@ def _labelled_arguments(
     ]
     labelled += [(repr(key), value) for key, value in kwargs.items()]
     return labelled
-
-
-def check_signature(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any],
-                    skip_first: bool = False) -> None:
-    """Raise TypeError if `args`/`kwargs` can't be bound to `fn` (what calling it would say)."""
-    signature = inspect.signature(fn)
-    if skip_first:
-        params = list(signature.parameters.values())[1:]
-        signature = signature.replace(parameters=params)
-    signature.bind(*args, **kwargs)
