@@ -24,6 +24,19 @@ from urllib.parse import parse_qs, urlsplit
 from conveyor.errors import BrokerUnavailable, ConfigurationError
 
 T = TypeVar("T")
+
+# Writers of one process to one file take turns on a Python lock before SQLite's own:
+# SQLite makes a blocked writer sleep and retry (its busy handler), a lock wakes it the
+# moment the file is free. Keyed by path, since the broker and result store of an App
+# (and a worker's reserving and writing threads) open the same file separately.
+_write_locks: dict[str, threading.Lock] = {}
+_write_locks_guard = threading.Lock()
+os.register_at_fork(after_in_child=_write_locks.clear)
+
+
+def _write_lock(path: str) -> threading.Lock:
+    with _write_locks_guard:
+        return _write_locks.setdefault(path, threading.Lock())
 SYNC_LEVELS = ("off", "normal", "full", "extra")
 WAL_SIZE_LIMIT = 16 * 2**20  # truncate the WAL back to this after a checkpoint
 
@@ -108,13 +121,14 @@ class Database:
         """A write transaction that takes the lock up front (BEGIN IMMEDIATE), so two
         writers never deadlock upgrading from read to write."""
         conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with _write_lock(self.path):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def run(self, action: Callable[[], T]) -> T:
         """Run `action`, translating SQLite errors into BrokerUnavailable."""
