@@ -60,7 +60,7 @@ class Consumer:
         # sets `stopping` and takes it knows no reserve is under way or will start.
         self.reserving = threading.Lock()
         # One flush or hand-back at a time: the heartbeat thread hands back (hard time
-        # limits) while the main thread may be flushing the same deliveries.
+        # limits) while the writer thread may be flushing the same deliveries.
         self._flush_lock = threading.RLock()
         self.stopping = threading.Event()
 
@@ -221,12 +221,15 @@ class Consumer:
                 self.app.broker.retry(delivery, delivery.body, None)
             return len(pending)
 
-    def drain(self, grace: float) -> None:
-        """Warm shutdown: let running tasks finish for up to `grace` seconds."""
+    def drain(self, grace: float, cancel: threading.Event) -> None:
+        """Warm shutdown: let running tasks finish for up to `grace` seconds, unless
+        `cancel` is set (a cold shutdown) first."""
         deadline = time.monotonic() + grace
-        while self.in_flight and time.monotonic() < deadline:
-            self.wait_for_slots(min(FULL_POLL, max(0.0, deadline - time.monotonic())),
-                                until_free=self.prefetch)
+        while self.in_flight and not cancel.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.wait_for_slots(min(FULL_POLL, remaining), until_free=self.prefetch)
 
 def _key(delivery: Delivery) -> tuple[str, int, str]:
     return delivery.key

@@ -53,14 +53,14 @@ class Worker:
         self.parent_pid = os.getppid()
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.started = time.time()
-        self._warm = threading.Event()
         self._cold = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
     def stop(self, cold: bool = False) -> None:
         """Ask the worker to stop (safe from a signal handler): warm finishes running tasks
         within the grace period and hands back the rest; cold hands everything back now."""
-        (self._cold if cold else self._warm).set()
+        if cold:
+            self._cold.set()
         self.consumer.stopping.set()
 
     def run(self, burst: bool = False) -> None:
@@ -92,10 +92,7 @@ class Worker:
     def _shut_down(self) -> None:
         consumer = self.consumer
         consumer.pools.cancel_pending()
-        if not self._cold.is_set():
-            deadline = time.monotonic() + self.grace
-            while consumer.in_flight and time.monotonic() < deadline and not self._cold.is_set():
-                consumer.drain(min(0.2, max(0.0, deadline - time.monotonic())))
+        consumer.drain(self.grace, cancel=self._cold)
         consumer.stop_writer()
         handed_back = consumer.hand_back()  # flushes what finished, returns the rest
         if handed_back:
