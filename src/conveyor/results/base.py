@@ -30,5 +30,30 @@ class ResultStore(Protocol):
     def forget(self, task_ids: Sequence[str]) -> None:
         """Delete records now."""
 
+    def get_many(self, task_ids: Sequence[str]) -> list[ResultRecord | None]:
+        """The records of many ids in one round trip, in the order asked (None: PENDING)."""
+
+    # -- coordination: the small atomic primitives workflows, unique tasks and beat share.
+    # Keys live in their own namespace (never clash with task ids) and expire on their own.
+
+    def claim(self, key: str, owner: str, ttl: float) -> str:
+        """Atomically: if `key` is free (absent or expired) or already held by `owner`, make
+        it `owner`'s for `ttl` seconds from now; return who holds it afterwards. A lock with
+        a lease (renew by claiming again), a unique-task guard, a run-once guard."""
+
+    def release(self, key: str, owner: str) -> bool:
+        """Free `key` if `owner` holds it (a holder never frees another's claim)."""
+
+    def join(self, entries: Sequence[tuple[str, str]], ttl: float) -> list[int]:
+        """For each (key, member): add member to the set at `key` (kept `ttl` seconds) and
+        return the set's size, atomically, all in one round trip. Adding a member twice
+        counts it once: the counter of a chord whose members may run more than once."""
+
+    def put(self, key: str, value: str, ttl: float) -> None:
+        """Store a small value under `key` for `ttl` seconds."""
+
+    def fetch(self, keys: Sequence[str]) -> list[str | None]:
+        """Values of `put` keys in one round trip, in order (None: absent or expired)."""
+
     def close(self) -> None:
         """Release connections. Safe to call twice."""

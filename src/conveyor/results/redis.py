@@ -1,7 +1,16 @@
 """Results in Redis: one string per task (`ns:result:<id>`, the JSON record, with EXPIRE)
 and a pub/sub message on `ns:done:<id>` when a task reaches a final state, so `wait()`
 sleeps on the subscription instead of polling. A worker's batch of results is one
-script call (`redis_lua/store.lua`); on a cluster, where keys span slots, a pipeline."""
+script call (`redis_lua/store.lua`); on a cluster, where keys span slots, a pipeline.
+
+The coordination primitives have their own prefixes, so they never meet a task id:
+
+- `ns:claim:<key>`: string, the holder of a `claim`, expiring with the claim (PX);
+  taken and renewed by `redis_lua/claim.lua`, freed by `redis_lua/release.lua`.
+- `ns:set:<key>`: set, the members of a `join` (`redis_lua/join.lua`); every join
+  renews the whole set's expiry.
+- `ns:value:<key>`: string, a `put` value, with PX expiry.
+"""
 
 from __future__ import annotations
 
@@ -27,8 +36,9 @@ class RedisResultStore:
         self.target = parse_url(url)
         self.namespace = self.target.namespace
         self.client = connect(self.target)
-        self._store = self.client.register_script(
-            resources.files("conveyor.results.redis_lua").joinpath("store.lua").read_text())
+        self._store, self._claim, self._release, self._join = (
+            self.client.register_script(_script(name))
+            for name in ("store", "claim", "release", "join"))
 
     def _key(self, task_id: str) -> str:
         return f"{self.namespace}:result:{task_id}"
@@ -47,7 +57,7 @@ class RedisResultStore:
             keys = [self._key(r.id) for r, _ in records]
             args: list[Any] = []
             for record, ttl in records:
-                args += [_encoder.encode(record), max(1, int(ttl * 1000)),
+                args += [_encoder.encode(record), _ms(ttl),
                          "1" if record.state.is_final else "0"]
             args.append(self.namespace)
 
@@ -60,7 +70,7 @@ class RedisResultStore:
                 pipe = self.client.pipeline(transaction=False)
                 for record, ttl in records:
                     pipe.set(self._key(record.id), _encoder.encode(record),
-                             px=max(1, int(ttl * 1000)))
+                             px=_ms(ttl))
                 pipe.execute()
                 for record, _ in records:
                     if record.state.is_final:
@@ -92,5 +102,76 @@ class RedisResultStore:
         if task_ids:
             self._call(lambda: self.client.delete(*[self._key(i) for i in task_ids]))
 
+    def get_many(self, task_ids: Sequence[str]) -> list[ResultRecord | None]:
+        raws = self._mget([self._key(i) for i in task_ids])
+        return [_decoder.decode(raw) if raw else None for raw in raws]
+
+    def _mget(self, keys: list[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        mget = self.client.mget_nonatomic if self.target.cluster else self.client.mget
+        return list(self._call(partial(mget, keys)))
+
+    def _write(self, action: Callable[[], T], what: str) -> T:
+        """Run a write, then wait for `replicas=` to hold it, as `store` does."""
+
+        def write() -> T:
+            result = action()
+            confirm_replicated(self.client, self.target, what)
+            return result
+
+        return self._call(write)
+
+    def claim(self, key: str, owner: str, ttl: float) -> str:
+        holder = self._write(
+            partial(self._claim, keys=[f"{self.namespace}:claim:{key}"], args=[owner, _ms(ttl)]),
+            "claiming a key")
+        return holder.decode() if isinstance(holder, bytes) else str(holder)
+
+    def release(self, key: str, owner: str) -> bool:
+        released = self._write(
+            partial(self._release, keys=[f"{self.namespace}:claim:{key}"], args=[owner]),
+            "releasing a claim")
+        return bool(released)
+
+    def join(self, entries: Sequence[tuple[str, str]], ttl: float) -> list[int]:
+        if not entries:
+            return []
+        keys = [f"{self.namespace}:set:{key}" for key, _ in entries]
+        members = [member for _, member in entries]
+        if not self.target.cluster:
+            sizes = self._write(partial(self._join, keys=keys, args=[*members, _ms(ttl)]),
+                                "joining sets")
+            return [int(size) for size in sizes]
+
+        def pipelined() -> list[Any]:
+            # The keys span slots, so one script call per entry, all in one pipeline.
+            # redis-py blocks EVALSHA on a cluster pipeline (it can't load a missing
+            # script there); EVAL carries the script itself, so it needs no cache.
+            pipe = self.client.pipeline(transaction=False)
+            for key, member in zip(keys, members, strict=True):
+                pipe.execute_command("EVAL", self._join.script, 1, key, member, _ms(ttl))
+            return list(pipe.execute())
+
+        return [sizes[0] for sizes in self._write(pipelined, "joining sets")]
+
+    def put(self, key: str, value: str, ttl: float) -> None:
+        self._write(
+            partial(self.client.set, f"{self.namespace}:value:{key}", value, px=_ms(ttl)),
+            "storing a value")
+
+    def fetch(self, keys: Sequence[str]) -> list[str | None]:
+        raws = self._mget([f"{self.namespace}:value:{key}" for key in keys])
+        return [raw.decode() if raw is not None else None for raw in raws]
+
     def close(self) -> None:
         self.client.close()
+
+
+def _script(name: str) -> str:
+    return resources.files("conveyor.results.redis_lua").joinpath(f"{name}.lua").read_text()
+
+
+def _ms(seconds: float) -> int:
+    """A TTL in whole milliseconds, at least 1 (Redis rejects 0)."""
+    return max(1, int(seconds * 1000))
