@@ -20,15 +20,22 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from conveyor.app import App
+    from conveyor.canvas import Signature, chain, chord, group
     from conveyor.context import TaskContext
     from conveyor.errors import Retry, TaskError
-    from conveyor.result import AsyncResult, Progress, State
+    from conveyor.result import AsyncResult, GroupResult, Progress, State
 
-__all__ = ["App", "AsyncResult", "Progress", "Retry", "State", "TaskContext", "TaskError"]
+__all__ = ["App", "AsyncResult", "GroupResult", "Progress", "Retry", "Signature", "State",
+           "TaskContext", "TaskError", "chain", "chord", "group"]
 
 _HOMES = {
     "App": "conveyor.app",
     "AsyncResult": "conveyor.result",
+    "GroupResult": "conveyor.result",
+    "Signature": "conveyor.canvas",
+    "chain": "conveyor.canvas",
+    "chord": "conveyor.canvas",
+    "group": "conveyor.canvas",
     "Progress": "conveyor.result",
     "Retry": "conveyor.errors",
     "State": "conveyor.result",

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 from conveyor import brokers, signing
 from conveyor import results as result_stores
@@ -22,6 +22,7 @@ from conveyor.brokers.base import Broker
 from conveyor.config import Settings, mask_url, resolve_settings
 from conveyor.context import TaskContext
 from conveyor.errors import ConfigurationError
+from conveyor.flow import COLLECT_TASK, collect
 from conveyor.message import Envelope, Message, decode, encode, new_id, now
 from conveyor.middleware.base import Middleware, MiddlewareStack
 from conveyor.middleware.retries import Retries
@@ -39,12 +40,14 @@ from conveyor.task import (
     to_timestamp,
 )
 
+if TYPE_CHECKING:
+    from conveyor.beat.entries import PeriodicDecorator, PeriodicTask
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
 NOT_YET_SUPPORTED = {
     "rate_limit": "rate_limit is not available yet in this version of Conveyor",
-    "unique_for": "unique_for is not available yet in this version of Conveyor",
 }
 
 
@@ -119,6 +122,7 @@ class App:
         lease_seconds: float | None = None,
         result_ttl: float | None = None,
         middleware: Sequence[Middleware] = (),
+        beat_schedule: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"App needs a non-empty name, got {name!r}")
@@ -135,10 +139,16 @@ class App:
                              "result store")
         self.middleware = MiddlewareStack([*default_middleware(), *middleware])
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.register(collect, name=COLLECT_TASK)  # ends groups inside workflows
         self.on_publish: Callable[[App], None] | None = None  # set by conveyor.testing.eager
         self._broker: Broker | None = None
         self._results: ResultStore | None = None
         self._lock = threading.Lock()
+        self.schedules: dict[str, PeriodicTask] = {}  # periodic tasks, by schedule name
+        if beat_schedule:
+            from conveyor.beat.entries import from_config
+
+            from_config(self, beat_schedule)
 
     def __repr__(self) -> str:
         return f"<App {self.name} broker={mask_url(self.settings.broker_url)}>"
@@ -220,6 +230,32 @@ class App:
         self.tasks[name] = task
         return task
 
+    def periodic(
+        self,
+        schedule: Any,
+        *,
+        name: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        catch_up: Literal["once", "skip"] = "once",
+        queue: str | None = None,
+        priority: int | None = None,
+        **task_options: Any,
+    ) -> PeriodicDecorator:
+        """Publish a task at each tick of `schedule` (``cron(...)``, ``every(...)``, a cron
+        string or seconds), once per tick cluster-wide, from `conveyor beat`. On a function
+        it also registers the task (`name` and `task_options` as in `@app.task`); on a Task
+        it only schedules it. `catch_up` ("once" or "skip") decides about ticks that fell
+        while no beat ran at all. See docs/periodic.md.
+
+        Raises ConfigurationError for a bad schedule, argument or option, or a schedule
+        name already used by another periodic task.
+        """
+        from conveyor.beat.entries import PeriodicDecorator
+
+        return PeriodicDecorator(self, schedule, name, args, kwargs, catch_up, queue, priority,
+                                 task_options)
+
     def _check_options(self, name: str, options: dict[str, Any]) -> None:
         known = CORE_OPTIONS | self.middleware.options
         for key in options:
@@ -233,6 +269,11 @@ class App:
             _as_config_error(name, check_queue, options["queue"])
         if "priority" in options:
             _as_config_error(name, check_priority, options["priority"])
+        unique_for = options.get("unique_for")
+        if unique_for is not None and (not isinstance(unique_for, int | float)
+                                       or isinstance(unique_for, bool) or unique_for <= 0):
+            raise ConfigurationError(f"task {name!r}: unique_for must be seconds > 0, "
+                                     f"got {unique_for!r}")
         if isinstance(options.get("retry_on"), type):
             options["retry_on"] = (options["retry_on"],)
         self.middleware.validate_options(name, options)

@@ -19,8 +19,54 @@ from conveyor.errors import MessageTooLarge, SerializationError
 PROTOCOL_VERSION = 1
 
 
+class Call(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="call"):
+    """A task call a workflow will make later (a chain's next step, a chord's callback, an
+    error handler). Its id is fixed when the workflow is built, so the caller's AsyncResult
+    points at it from the start. Unless `immutable`, the previous step's value is
+    prepended to `args`. `then` is what runs after it, in order (the rest of a chain)."""
+
+    task: str
+    id: str
+    args: list[Any] = msgspec.field(default_factory=list)
+    kwargs: dict[str, Any] = msgspec.field(default_factory=dict)
+    immutable: bool = False
+    queue: str | None = None
+    priority: int | None = None
+    countdown: float | None = None
+    then: list[Call | Chord] = msgspec.field(default_factory=list)
+    link_error: list[Call] = msgspec.field(default_factory=list)
+
+
+class Chord(msgspec.Struct, frozen=True, kw_only=True, tag="chord"):
+    """A group whose members' values, in order, are passed as a list to `callback` once
+    every member has finished. Member i's (last) result is stored as `<id>-<i>`."""
+
+    id: str
+    members: list[Call | Chord]
+    callback: Call
+
+
+class ChordRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Carried by each chord member (down its chain to its last call): which chord its
+    value counts towards, and the chord this chord is itself a member of, if any."""
+
+    id: str
+    size: int
+    index: int
+    callback: Call
+    parent: ChordRef | None = None
+
+
 class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One task invocation. `attempt` counts from 1; times are Unix seconds."""
+    """One task invocation. `attempt` counts from 1; times are Unix seconds.
+
+    Workflow fields (empty for a plain `delay()`, so they cost nothing on the wire):
+    `then` runs after this task succeeds, `chord` is the chord this task's value counts
+    towards, `link_error` runs if it fails for good. `once` asks the worker to run this
+    id at most once even if it was published twice (workflow steps and beat ticks are
+    published by a worker or beat that may die between publishing and recording it).
+    `unique` is the unique-task key to free when the task ends.
+    """
 
     v: int = PROTOCOL_VERSION
     id: str
@@ -34,6 +80,11 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     attempt: int = 1
     created: float = 0.0
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    then: list[Call | Chord] = msgspec.field(default_factory=list)
+    chord: ChordRef | None = None
+    link_error: list[Call] = msgspec.field(default_factory=list)
+    once: bool = False
+    unique: str | None = None
 
     def next_attempt(self, eta: float) -> Message:
         return msgspec.structs.replace(self, attempt=self.attempt + 1, eta=eta)

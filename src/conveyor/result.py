@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import msgspec
@@ -159,3 +161,50 @@ class AsyncResult(Generic[R]):
     def forget(self) -> None:
         """Delete the stored result now instead of waiting for its TTL."""
         self.app.results.forget([self.id])
+
+
+class GroupResult:
+    """The results of a group's members, in the order they were given."""
+
+    def __init__(self, group_id: str, results: list[AsyncResult[Any]]) -> None:
+        self.id = group_id
+        self.results = results
+
+    def __repr__(self) -> str:
+        return f"<GroupResult {self.id} of {len(self.results)}>"
+
+    def __iter__(self) -> Iterator[AsyncResult[Any]]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, index: int) -> AsyncResult[Any]:
+        return self.results[index]
+
+    def ready(self) -> bool:
+        return all(r.ready() for r in self.results)
+
+    def successful(self) -> bool:
+        return all(r.successful() for r in self.results)
+
+    def failed(self) -> bool:
+        return any(r.failed() for r in self.results)
+
+    def completed_count(self) -> int:
+        return sum(1 for r in self.results if r.successful())
+
+    def get(self, timeout: float | None = None) -> list[Any]:
+        """Every member's value, in order. Raises the first failed member's TaskError
+        (in member order), or TimeoutError if they aren't all done within `timeout`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        values = []
+        for result in self.results:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            values.append(result.get(timeout=remaining))
+        return values
+
+    async def aget(self, timeout: float | None = None) -> list[Any]:
+        import asyncio  # here, not at the top: most programs never need it
+
+        return await asyncio.to_thread(self.get, timeout)

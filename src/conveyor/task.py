@@ -6,18 +6,23 @@ round trip; `map()` publishes many in one. A plain call runs the function inline
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import sys
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+import msgspec
+
 from conveyor.context import TaskContext, current_task
-from conveyor.message import Message, new_id, now
+from conveyor.message import Message, encode, new_id, now
 from conveyor.result import AsyncResult
 
 if TYPE_CHECKING:
     from conveyor.app import App
+    from conveyor.canvas import Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -41,11 +46,17 @@ class TaskOptions:
     result_ttl: float | None = None
     acks_late: bool = True
     bind: bool = False
+    unique_for: float | None = None
 
 
 OPTION_NAMES = frozenset(f.name for f in fields(TaskOptions))
 CORE_OPTIONS = frozenset({"name", "queue", "priority", "ignore_result", "result_ttl",
-                          "acks_late", "bind"})
+                          "acks_late", "bind", "unique_for"})
+
+
+def unique_claim(key: str) -> str:
+    """The result-store claim that holds a unique task's key while it is pending or running."""
+    return f"unique:{key}"
 
 
 def check_priority(priority: object) -> int:
@@ -114,6 +125,18 @@ class Task(Generic[P, R]):
         except TypeError as exc:
             raise TypeError(f"task {self.name!r}: {exc} (signature: {self.signature})") from None
 
+    def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """A signature for workflows: the previous step's value is prepended to `args`."""
+        from conveyor.canvas import Signature
+
+        return Signature(self.app, self.name, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """An immutable signature: called with exactly these arguments, whatever came before."""
+        from conveyor.canvas import Signature
+
+        return Signature(self.app, self.name, args, kwargs, immutable=True)
+
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Enqueue with default options. Durable once it returns."""
         return self.apply_async(args, kwargs)
@@ -135,17 +158,58 @@ class Task(Generic[P, R]):
         priority: int | None = None,
         queue: str | None = None,
         task_id: str | None = None,
+        unique_key: str | None = None,
+        link_error: Signature[Any] | Sequence[Signature[Any]] | None = None,
     ) -> AsyncResult[R]:
         """Enqueue with per-call options: `countdown` seconds or an `eta` datetime to run
         later, `expires` (seconds or datetime) after which it is revoked unrun,
-        `priority` 0..9, another `queue`, or your own `task_id`.
+        `priority` 0..9, another `queue`, or your own `task_id`. With `unique_key`, while
+        a task with that key is pending or running this returns that task's result
+        instead of enqueuing another. `link_error=handler.s()` calls the handler with this
+        task's id if it fails for good.
 
         Raises TypeError when the arguments don't fit the function, SerializationError
         when one can't be sent as JSON, MessageTooLarge, BrokerUnavailable.
         """
         message = self.message(args, kwargs, countdown=countdown, eta=eta, expires=expires,
                                priority=priority, queue=queue, task_id=task_id)
+        if link_error is not None:
+            from conveyor.canvas import error_handlers
+
+            message = msgspec.structs.replace(message, link_error=error_handlers(link_error))
+        if unique_key is None and self.options.unique_for is not None:
+            unique_key = self.unique_key(message)
+        if unique_key is not None:
+            return self._publish_unique(message, unique_key)
         self.app.publish([message], self.param_names)
+        return AsyncResult(message.id, self.app)
+
+    def unique_key(self, message: Message) -> str:
+        """`unique_for` without a `unique_key`: the task's name and a digest of its
+        arguments, so identical calls share a key."""
+        try:
+            encoded = msgspec.json.encode([message.args, message.kwargs], order="sorted")
+        except (TypeError, msgspec.EncodeError, OverflowError):
+            encode(message, sys.maxsize, self.param_names)  # raises, naming the argument
+            raise
+        return f"{self.name}:{hashlib.sha256(encoded).hexdigest()[:32]}"
+
+    def _publish_unique(self, message: Message, key: str) -> AsyncResult[R]:
+        """Claim the key for this message's id, then publish; a claim held by another id
+        means that task is still pending or running: hand back its result."""
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"unique_key must be a non-empty string, got {key!r}")
+        waiting = max(0.0, message.eta - now()) if message.eta else 0.0
+        ttl = (self.options.unique_for or self.app.settings.result_ttl) + waiting
+        store = self.app.results
+        holder = store.claim(unique_claim(key), message.id, ttl)
+        if holder != message.id:
+            return AsyncResult(holder, self.app)
+        try:
+            self.app.publish([msgspec.structs.replace(message, unique=key)], self.param_names)
+        except BaseException:
+            store.release(unique_claim(key), message.id)
+            raise
         return AsyncResult(message.id, self.app)
 
     def map(self, arguments: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[AsyncResult[R]]:

@@ -108,3 +108,46 @@ def unserializable_result() -> object:
 @app.task(queue="other")
 def other_queue() -> str:
     return "other"
+
+
+@app.task
+def total(values: list[int]) -> int:
+    return sum(values)
+
+
+@app.task
+def tally(values: list[int], key: str) -> int:
+    """A chord callback that records each run: exactly-once checks count them."""
+    record(f"tally-{key}.log", str(len(values)))
+    return sum(values)
+
+
+@app.task
+def on_error(task_id: str, key: str) -> None:
+    """A link_error handler: records the id of the task that failed."""
+    record(f"errors-{key}.log", task_id)
+
+
+@app.task
+def slow_add(x: int, y: int, seconds: float) -> int:
+    time.sleep(seconds)
+    record("runs.log", f"slow_add-{x} {os.getpid()}")
+    return x + y
+
+
+@app.task(retries=3, backoff=0.1, jitter=False)
+def flaky_double(x: int) -> int:
+    """Fails on its first attempt for odd x: chord members that retry."""
+    record(f"flaky-double-{x}.log", "attempt")
+    with open(f"flaky-double-{x}.log") as f:
+        attempts = len(f.readlines())
+    if x % 2 and attempts < 2:
+        raise ConnectionError(f"attempt {attempts} of {x} failed")
+    return 2 * x
+
+
+@app.task(unique_for=60)
+def sync_account(account: int, seconds: float) -> int:
+    record("sync.log", str(account))
+    time.sleep(seconds)
+    return account

@@ -22,6 +22,7 @@ from conveyor.brokers.base import Delivery
 from conveyor.errors import ConveyorError, TaskError
 from conveyor.message import Envelope
 from conveyor.result import ResultRecord
+from conveyor.worker import followups
 from conveyor.worker.executor import Completion, Executor, Prepared
 from conveyor.worker.pools import Pools
 
@@ -166,6 +167,8 @@ class Consumer:
         try:
             if records:
                 self.app.results.store(list(records.values()))
+            if followups.needed(live):
+                followups.Followups(self.app).run(live)
             self._apply(live)
         except ConveyorError:
             # The store is unreachable: keep everything for the next flush (each step is

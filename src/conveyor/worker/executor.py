@@ -31,6 +31,11 @@ if TYPE_CHECKING:
     from conveyor.app import App
 
 Action = Literal["ack", "retry", "dead"]
+ONCE_TTL_MIN = 86400.0  # a duplicate comes a lease or a beat handover after the original
+
+
+def once_claim(task_id: str) -> str:
+    return f"once:{task_id}"
 RecordSink = Callable[[ResultRecord, float], None]
 
 
@@ -46,6 +51,8 @@ class Completion:
     at: float | None = None
     reason: str = ""
     acked: bool = False  # acks_late=False: the message is already gone from the broker
+    message: Message | None = None  # set when it ran or ended for good: workflows follow on
+    value: Any = None  # the encoded return value (msgspec.Raw), for a workflow's next step
 
 
 @dataclass
@@ -92,14 +99,29 @@ class Executor:
         if task is None:
             error = NotRegistered(message.task)
             return self._fail_unrun(delivery, message.id, message.task, message.attempt,
-                                    "NotRegistered", str(error))
+                                    "NotRegistered", str(error), message)
         if message.expires is not None and message.expires <= time.time():
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(message.expires))
             reason = f"expired at {when} UTC before it could run"
             record = ResultRecord(id=message.id, state=State.REVOKED, task=message.task,
                                   result=reason, attempt=message.attempt, updated=time.time())
-            return Completion(delivery, "ack", record, self._ttl(task))
+            return Completion(delivery, "ack", record, self._ttl(task), message=message)
         return Prepared(delivery, message, task)
+
+    def first_run(self, prepared: Prepared) -> bool:
+        """For a `once` message (a workflow step or beat tick, which a dying publisher may
+        have published twice): claim its id for this broker entry. Another entry holding
+        it means this copy is a duplicate. A redelivery of the same entry (its worker
+        died) holds the claim already, so it runs again, as any task would."""
+        message, delivery = prepared.message, prepared.delivery
+        holder = self.app.results.claim(once_claim(message.id), delivery.receipt,
+                                        max(self._ttl(prepared.task), ONCE_TTL_MIN))
+        return holder == delivery.receipt
+
+    def duplicate(self, prepared: Prepared) -> Completion:
+        self.limits.finished(prepared)
+        return Completion(prepared.delivery, "ack",
+                          reason=f"duplicate of {prepared.message.id}: already run or running")
 
     def _signature_mismatch(self, prepared: Prepared) -> Completion | None:
         """After a TypeError: if the message's arguments don't fit the task, that (not the
@@ -110,14 +132,15 @@ class Executor:
         except TypeError as exc:
             self.limits.finished(prepared)
             return self._fail_unrun(prepared.delivery, message.id, message.task,
-                                    message.attempt, "TypeError", str(exc))
+                                    message.attempt, "TypeError", str(exc), message)
         return None
 
     def _fail_unrun(self, delivery: Delivery, task_id: str, name: str, attempt: int,
-                    kind: str, reason: str) -> Completion:
+                    kind: str, reason: str, message: Message | None = None) -> Completion:
         record = ResultRecord(id=task_id, state=State.FAILURE, task=name, attempt=attempt,
                               error=ErrorInfo(kind, reason), updated=time.time())
-        return Completion(delivery, "dead", record, self.default_ttl, reason=f"{kind}: {reason}")
+        return Completion(delivery, "dead", record, self.default_ttl, reason=f"{kind}: {reason}",
+                          message=message)
 
     def _ttl(self, task: Task[Any, Any]) -> float:
         return task.options.result_ttl or self.default_ttl
@@ -150,6 +173,8 @@ class Executor:
         return execution, args
 
     def run_sync(self, prepared: Prepared) -> Completion:
+        if prepared.message.once and not self.first_run(prepared):
+            return self.duplicate(prepared)
         execution, args = self.start(prepared)
         token = current_task.set(execution.context)
         outcome = Outcome()
@@ -165,6 +190,11 @@ class Executor:
         return self.finish(prepared, execution, outcome)
 
     async def run_async(self, prepared: Prepared) -> Completion:
+        if prepared.message.once:
+            import asyncio
+
+            if not await asyncio.to_thread(self.first_run, prepared):
+                return self.duplicate(prepared)
         execution, args = self.start(prepared)
         token = current_task.set(execution.context)
         outcome = Outcome()
@@ -192,17 +222,19 @@ class Executor:
     def _finish(self, prepared: Prepared, execution: Execution, outcome: Outcome) -> Completion:
         message, task, delivery = prepared.message, prepared.task, prepared.delivery
         if outcome.error is None:
-            outcome = self._encode_value(task, outcome)
+            outcome = self._encode_value(task, outcome, message)
         self.app.middleware.notify("after_execute", execution, outcome)
         ttl = self._ttl(task)
         early = not task.options.acks_late
         now = time.time()
         progress = _stored(execution.context.last_progress)  # the last one stays visible
         if outcome.error is None:
-            record = None if task.options.ignore_result else ResultRecord(
+            keep = not task.options.ignore_result or message.chord is not None
+            record = None if not keep else ResultRecord(
                 id=message.id, state=State.SUCCESS, task=message.task, result=outcome.value,
                 attempt=message.attempt, updated=now, progress=progress)
-            return Completion(delivery, "ack", record, ttl, acked=early)
+            return Completion(delivery, "ack", record, ttl, acked=early, message=message,
+                              value=outcome.value)
         info = error_info(outcome.error, outcome.traceback)
         if outcome.retry_at is not None:
             self.app.middleware.notify("on_retry", execution, outcome)
@@ -217,10 +249,12 @@ class Executor:
         record = ResultRecord(id=message.id, state=State.FAILURE, task=message.task,
                               error=info, attempt=message.attempt, updated=now, progress=progress)
         reason = f"{info.type}: {info.message} (attempt {message.attempt})"
-        return Completion(delivery, "dead", record, ttl, reason=reason, acked=early)
+        return Completion(delivery, "dead", record, ttl, reason=reason, acked=early,
+                          message=message)
 
-    def _encode_value(self, task: Task[Any, Any], outcome: Outcome) -> Outcome:
-        if task.options.ignore_result:
+    def _encode_value(self, task: Task[Any, Any], outcome: Outcome, message: Message
+                      ) -> Outcome:
+        if task.options.ignore_result and not (message.then or message.chord):
             return outcome
         try:
             outcome.value = msgspec.Raw(encode_value(outcome.value,
