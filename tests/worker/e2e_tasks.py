@@ -130,6 +130,7 @@ def on_error(task_id: str, key: str) -> None:
 
 @app.task
 def slow_add(x: int, y: int, seconds: float) -> int:
+    record("starts.log", f"slow_add-{x}")
     time.sleep(seconds)
     record("runs.log", f"slow_add-{x} {os.getpid()}")
     return x + y
