@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
+import msgspec
+
 from conveyor import brokers, signing
 from conveyor import results as result_stores
 from conveyor.brokers.base import Broker
@@ -345,9 +347,10 @@ class App:
             except Exception:
                 envelopes.append(Envelope(letter.id, letter.queue, 0, None, letter.body))
                 continue
-            fresh = Message(id=old.id, task=old.task, args=old.args, kwargs=old.kwargs,
-                            queue=old.queue, priority=old.priority, expires=None,
-                            created=now(), headers=old.headers)
+            # Attempt 1, due now, never expiring; what follows it (a chain's next steps,
+            # its chord, error handlers) is kept, so a chain re-run from here continues.
+            fresh = msgspec.structs.replace(old, attempt=1, eta=None, expires=None,
+                                            created=now())
             body = signing.sign(encode(fresh, self.settings.max_message_size),
                                 self.settings.signing_keys)
             envelopes.append(Envelope(fresh.id, fresh.queue, fresh.priority, None, body))

@@ -270,11 +270,17 @@ def error_handlers(link_error: Signature[Any] | Sequence[Signature[Any]] | None
     """`link_error=` as the calls to make: each handler gets the failed task's id first."""
     if link_error is None:
         return []
-    handlers = [link_error] if isinstance(link_error, Signature) else list(link_error)
+    if isinstance(link_error, Signature):
+        handlers: list[Any] = [link_error]
+    elif isinstance(link_error, list | tuple):
+        handlers = list(link_error)
+    else:
+        handlers = [link_error]
     calls = []
     for handler in handlers:
         if not isinstance(handler, Signature):
-            raise TypeError(f"link_error takes signatures (handler.s()), got {handler!r}")
+            raise TypeError(f"link_error takes a signature or a list of them: write "
+                            f"handler.s(), got {handler!r}")
         handler.check(receives_value=True)
         call = handler.node()
         assert isinstance(call, Call)

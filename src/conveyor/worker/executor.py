@@ -244,7 +244,7 @@ class Executor:
             body = signing.sign(encode(message.next_attempt(outcome.retry_at),
                                        self.app.settings.max_message_size), self.keys)
             return Completion(delivery, "retry", record, ttl, body=body, at=outcome.retry_at,
-                              acked=early)
+                              acked=early, message=message)
         self.app.middleware.notify("on_failure", execution, outcome)
         record = ResultRecord(id=message.id, state=State.FAILURE, task=message.task,
                               error=info, attempt=message.attempt, updated=now, progress=progress)

@@ -132,23 +132,27 @@ class Followups:
 
     def _publish(self, messages: list[Message]) -> None:
         """Publish in one round trip; a step that can't be encoded (a value too large, or
-        one JSON can't carry) fails on its own instead of blocking the batch forever."""
+        one JSON can't carry) fails as if it had run and failed, instead of blocking the
+        batch forever: what comes after it is abandoned, its chord fails, its error
+        handlers are called (which may fail the same way: each round is smaller)."""
         try:
             self.app.publish(messages)
             return
         except (SerializationError, MessageTooLarge):
             pass
-        failed: list[tuple[ResultRecord, float]] = []
+        self.messages, self.records = [], []
         for message in messages:
             try:
                 self.app.publish([message])
             except (SerializationError, MessageTooLarge) as exc:
                 error = ErrorInfo(type(exc).__name__, str(exc))
-                failed.append((ResultRecord(id=message.id, state=State.FAILURE,
-                                            task=message.task, error=error,
-                                            updated=self.now), self.ttl))
-                failed += [(r, self.ttl) for r in abandoned(message.then, error, self.now)]
-        self.store.store(failed)
+                self.records.append((ResultRecord(id=message.id, state=State.FAILURE,
+                                                  task=message.task, error=error,
+                                                  updated=self.now), self.ttl))
+                self._failed(message, error)
+        self.store.store(self.records)
+        if self.messages:
+            self._publish(self.messages)
 
 
 def needed(completions: Sequence[Completion]) -> bool:
