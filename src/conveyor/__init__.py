@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from conveyor.app import App
+    from conveyor.beat.schedules import cron, every
     from conveyor.canvas import Signature, chain, chord, group
     from conveyor.context import TaskContext
     from conveyor.errors import Retry, TaskError
     from conveyor.result import AsyncResult, GroupResult, Progress, State
 
 __all__ = ["App", "AsyncResult", "GroupResult", "Progress", "Retry", "Signature", "State",
-           "TaskContext", "TaskError", "chain", "chord", "group"]
+           "TaskContext", "TaskError", "chain", "chord", "cron", "every", "group"]
 
 _HOMES = {
     "App": "conveyor.app",
@@ -41,6 +42,8 @@ _HOMES = {
     "State": "conveyor.result",
     "TaskContext": "conveyor.context",
     "TaskError": "conveyor.errors",
+    "cron": "conveyor.beat.schedules",
+    "every": "conveyor.beat.schedules",
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from conveyor.cli import inspect, worker
+from conveyor.cli import beat, inspect, worker
 from conveyor.cli.options import group_app_option
 
 
@@ -17,5 +17,5 @@ def main() -> None:
     """Conveyor: a task queue that loses nothing."""
 
 
-for command in (worker.worker, *inspect.COMMANDS):
+for command in (worker.worker, beat.beat, *inspect.COMMANDS):
     main.add_command(command)

@@ -33,7 +33,7 @@ def ago(timestamp: float) -> str:
 @click.command()
 @with_app
 def status(app: App) -> None:
-    """Queues (ready, scheduled, running, dead) and live workers."""
+    """Queues (ready, scheduled, running, dead), live workers and periodic tasks."""
     stats = app.broker.stats()
     rows = [(q, s.ready, s.scheduled, s.running, s.dead) for q, s in sorted(stats.items())]
     click.echo(table(["QUEUE", "READY", "SCHEDULED", "RUNNING", "DEAD"], rows))
@@ -45,6 +45,12 @@ def status(app: App) -> None:
             [(w.id, ",".join(w.queues), w.concurrency, w.running, w.processed, ago(w.started))
              for w in workers],
         ))
+    if app.schedules:
+        from conveyor.beat.scheduler import overview
+
+        schedules, leader = overview(app, time.time())
+        click.echo(f"\n{len(schedules)} periodic task(s); {leader}")
+        click.echo(table(["SCHEDULE", "TASK", "WHEN", "NEXT RUN", "LAST RUN"], schedules))
 
 
 @click.command()

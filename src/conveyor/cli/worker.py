@@ -9,6 +9,7 @@ import sys
 import click
 
 from conveyor.app import App
+from conveyor.beat.scheduler import DEFAULT_LEASE, Beat
 from conveyor.cli.options import with_app
 from conveyor.config import mask_url
 from conveyor.errors import ConveyorError
@@ -58,29 +59,38 @@ def parse_queues(value: str) -> list[str]:
               help="Replace a process after it ran this many tasks.")
 @click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds a warm shutdown waits for running tasks.")
+@click.option("--beat", "with_beat", is_flag=True,
+              help="Also run the periodic scheduler, in a process of its own (safe on "
+                   "several workers: one beat publishes at a time).")
+@click.option("--beat-lease", type=click.FloatRange(min=0.1), default=DEFAULT_LEASE,
+              show_default=True, help="The beat lock's lease in seconds (see conveyor beat).")
 @click.option("-l", "--loglevel", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 def worker(app: App, queues: str, processes: int | None, threads: int,
-           max_tasks_per_child: int | None, grace: float, loglevel: str) -> None:
+           max_tasks_per_child: int | None, grace: float, with_beat: bool, beat_lease: float,
+           loglevel: str) -> None:
     """Run worker processes until SIGINT/SIGTERM (twice: don't wait for running tasks)."""
     configure_logging(loglevel)
     queue_list = parse_queues(queues)
     processes = processes or os.cpu_count() or 1
+    beat = beat_lease if with_beat else None
+    if with_beat:
+        Beat(app, lease=beat_lease)  # a schedule naming an unknown task fails here, not later
     check_store(app)
     click.echo(
         f"conveyor worker for {app.name}: {mask_url(app.settings.broker_url)}, "
         f"queues {','.join(queue_list)}, {processes} process(es) x {threads} thread(s), "
-        f"{len(app.tasks)} task(s) registered",
+        f"{len(app.tasks)} task(s) registered" + (", with beat" if with_beat else ""),
         err=True,
     )
     spec = click.get_current_context().meta.get("conveyor.app_spec")
     if spec:  # hand over to a lean supervisor process (see conveyor/worker/__main__.py)
         options = {"queues": queue_list, "processes": processes, "threads": threads,
                    "max_tasks_per_child": max_tasks_per_child, "grace": grace,
-                   "loglevel": loglevel}
+                   "beat": beat, "loglevel": loglevel}
         sys.stderr.flush()
         os.execv(sys.executable, [sys.executable, "-m", "conveyor.worker", spec,
                                   json.dumps(options)])
     supervisor = Supervisor(app, queue_list, processes, threads,
-                            max_tasks_per_child=max_tasks_per_child, grace=grace)
+                            max_tasks_per_child=max_tasks_per_child, grace=grace, beat=beat)
     raise SystemExit(supervisor.run())

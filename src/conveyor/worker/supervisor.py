@@ -1,5 +1,5 @@
-"""The supervisor: forks worker processes, restarts any that dies, recycles them, and
-turns signals into warm or cold shutdown.
+"""The supervisor: forks worker processes (and, with `beat=`, a beat process), restarts
+any that dies, recycles them, and turns signals into warm or cold shutdown.
 
 Signals: the supervisor alone listens to SIGINT/SIGTERM; its children ignore them, so
 a signal sent to the whole process group (Ctrl-C in a terminal, `kill -TERM -PGID`)
@@ -46,6 +46,7 @@ class Supervisor:
         max_tasks_per_child: int | None = None,
         grace: float = 30.0,
         on_child_start: Callable[[], None] | None = None,
+        beat: float | None = None,
     ) -> None:
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
@@ -58,7 +59,9 @@ class Supervisor:
         self.max_tasks_per_child = max_tasks_per_child
         self.grace = grace
         self.on_child_start = on_child_start
+        self.beat = beat  # the beat's lease: run one in a process of its own; None: no beat
         self.children: dict[int, float] = {}  # pid -> start time
+        self.beat_pid: int | None = None
         self._signals = 0
         self._crash_delay = 0.0
 
@@ -71,6 +74,8 @@ class Supervisor:
         try:
             for _ in range(self.processes):
                 self._spawn()
+            if self.beat is not None:
+                self._spawn(beat=True)
             while self._signals == 0:
                 self._reap(restart=True)
                 time.sleep(0.1)
@@ -110,9 +115,12 @@ class Supervisor:
                 return
             started = self.children.pop(pid, time.monotonic())
             code = os.waitstatus_to_exitcode(status)
+            was_beat = pid == self.beat_pid
             if not restart:
                 continue
-            if code == EXIT_HARD_LIMIT:
+            if was_beat:
+                logger.error("beat %d died (exit %s): starting a new one", pid, code)
+            elif code == EXIT_HARD_LIMIT:
                 logger.warning("worker %d replaced after a task's hard time limit", pid)
             elif code != 0:
                 logger.error("worker %d died (exit %s): starting a new one", pid, code)
@@ -120,24 +128,41 @@ class Supervisor:
             self._crash_delay = min(10.0, self._crash_delay * 2 or 0.2) if lived < CRASH_WINDOW \
                 else 0.0
             time.sleep(self._crash_delay)
-            self._spawn()
+            self._spawn(beat=was_beat)
 
-    def _spawn(self) -> None:
+    def _spawn(self, beat: bool = False) -> None:
         pid = os.fork()
         if pid:
             self.children[pid] = time.monotonic()
+            if beat:
+                self.beat_pid = pid
             return
         code = 1
         try:
-            code = self._child()
+            code = self._beat_child() if beat else self._child()
         except BaseException:
-            logger.exception("worker process failed")
+            logger.exception("beat process failed" if beat else "worker process failed")
         finally:
             logging.shutdown()
             os._exit(code)
 
     def _app(self) -> App:
         return self.app() if callable(self.app) else self.app
+
+    def _beat_child(self) -> int:
+        """The beat, in its own process: a warm or cold stop frees its lock at once, and
+        it stops too if the supervisor vanishes."""
+        from conveyor.beat.scheduler import Beat
+
+        assert self.beat is not None
+        beat = Beat(self._app(), lease=self.beat, parent_pid=os.getppid())
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(WARM, lambda *_: beat.stop())
+        signal.signal(COLD, lambda *_: beat.stop())
+        logger.info("beat %s started: %d periodic task(s)", beat.id, len(beat.entries))
+        beat.run()
+        return 0
 
     def _child(self) -> int:
         from conveyor.worker.worker import Worker
