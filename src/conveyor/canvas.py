@@ -15,7 +15,7 @@ the callback, exactly once (see docs/workflows.md for the argument).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union, cast
 
 import msgspec
 
@@ -30,7 +30,34 @@ R = TypeVar("R")
 Element = Union["Signature[Any]", "chain", "group", "chord"]
 
 
-class Signature(Generic[R]):
+class Step(Generic[R]):
+    """What signatures, chains and chords share: `|` makes a chain, and `delay()` /
+    `apply_async()` publish the first messages and return the result of the last step.
+    (A group is composed the same way but returns a GroupResult: it has its own.)"""
+
+    app: App
+
+    def __or__(self, other: Element) -> chain:
+        return chain(cast(Element, self), other)  # every Step is a Signature, chain or chord
+
+    def clone(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
+              ) -> Step[R]:
+        raise NotImplementedError
+
+    def node(self, tail: str | None = None) -> Node:
+        raise NotImplementedError
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[R]:
+        """Enqueue, with `args` prepended to the first step's own."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
+                    *, link_error: Signature[Any] | Sequence[Signature[Any]] | None = None
+                    ) -> AsyncResult[R]:
+        return _publish(self.app, self.clone(args, kwargs).node(), link_error)
+
+
+class Signature(Step[R]):
     """A task call to make later: `add.s(2)` (the previous step's value is prepended to
     its arguments) or `add.si(2, 3)` (immutable: called exactly with these)."""
 
@@ -51,9 +78,6 @@ class Signature(Generic[R]):
     def __repr__(self) -> str:
         shown = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
         return f"{self.task}{'.si' if self.immutable else '.s'}({', '.join(shown)})"
-
-    def __or__(self, other: Element) -> chain:
-        return chain(self, other)
 
     def set(self, *, queue: str | None = None, priority: int | None = None,
             countdown: float | None = None) -> Signature[R]:
@@ -94,17 +118,8 @@ class Signature(Generic[R]):
                     kwargs=self.kwargs, immutable=self.immutable,
                     **{k: v for k, v in self.options.items() if v is not None})
 
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[R]:
-        """Enqueue, with `args` prepended to the signature's own."""
-        return self.apply_async(args, kwargs)
 
-    def apply_async(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
-                    *, link_error: Signature[Any] | Sequence[Signature[Any]] | None = None
-                    ) -> AsyncResult[R]:
-        return _publish(self.app, self.clone(args, kwargs).node(), link_error)
-
-
-class chain:  # noqa: N801 - Celery's name, used like a function
+class chain(Step[Any]):  # noqa: N801 - Celery's name, used like a function
     """Run steps one after another, each step's value prepended to the next one's
     arguments. `get()` on the result gives the last step's value. A group followed by a
     step is a chord; a group at the end gives the list of its members' values."""
@@ -121,9 +136,6 @@ class chain:  # noqa: N801 - Celery's name, used like a function
     def __repr__(self) -> str:
         return " | ".join(repr(s) for s in self.steps)
 
-    def __or__(self, other: Element) -> chain:
-        return chain(self, other)
-
     def clone(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
               ) -> chain:
         return chain(self.steps[0].clone(args, kwargs), *self.steps[1:])
@@ -139,14 +151,6 @@ class chain:  # noqa: N801 - Celery's name, used like a function
             _check(step, receives_value=True)
         nodes = [s.node() for s in steps[:-1]] + [steps[-1].node(tail)]
         return _followed_by(nodes[0], nodes[1:])
-
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
-        return self.apply_async(args, kwargs)
-
-    def apply_async(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
-                    *, link_error: Signature[Any] | Sequence[Signature[Any]] | None = None
-                    ) -> AsyncResult[Any]:
-        return _publish(self.app, self.clone(args, kwargs).node(), link_error)
 
 
 class group:  # noqa: N801 - Celery's name, used like a function
@@ -191,7 +195,7 @@ class group:  # noqa: N801 - Celery's name, used like a function
         return GroupResult(new_id(), [AsyncResult(tail_id(n), self.app) for n in nodes])
 
 
-class chord:  # noqa: N801 - Celery's name, used like a function
+class chord(Step[Any]):  # noqa: N801 - Celery's name, used like a function
     """A group and a callback: once every member has finished, the callback is called
     with the list of their values (in order). If a member fails for good, the chord
     fails with that member's error and the callback never runs."""
@@ -206,9 +210,6 @@ class chord:  # noqa: N801 - Celery's name, used like a function
     def __repr__(self) -> str:
         return f"chord({self.header!r}, {self.body!r})"
 
-    def __or__(self, other: Element) -> chain:
-        return chain(self, other)
-
     def clone(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
               ) -> chord:
         return chord(self.header.clone(args, kwargs), self.body)
@@ -221,14 +222,6 @@ class chord:  # noqa: N801 - Celery's name, used like a function
         chord_id = new_id()
         members = [m.node(member_id(chord_id, i)) for i, m in enumerate(self.header.members)]
         return Chord(id=chord_id, members=members, callback=callback)
-
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
-        return self.apply_async(args, kwargs)
-
-    def apply_async(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
-                    *, link_error: Signature[Any] | Sequence[Signature[Any]] | None = None
-                    ) -> AsyncResult[Any]:
-        return _publish(self.app, self.clone(args, kwargs).node(), link_error)
 
 
 def _unpack(items: tuple[Element | Iterable[Element], ...]) -> Iterator[Element]:

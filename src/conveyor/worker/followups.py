@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from conveyor.errors import MessageTooLarge, SerializationError
 from conveyor.flow import (
+    Node,
     abandoned,
     chord_key,
     error_calls,
@@ -86,7 +87,7 @@ class Followups:
         if message.then:
             later = ErrorInfo(error.type, f"an earlier step of the chain, {message.task} "
                               f"[{message.id}], failed: {error.message}", error.traceback)
-            self.records += [(r, self.ttl) for r in abandoned(message.then, later, self.now)]
+            self._abandon(message.then, later)
         if message.chord is not None:
             self._fail_chord(message.chord, message.id, message.task, error)
 
@@ -99,11 +100,13 @@ class Followups:
         failure = ErrorInfo(error.type, f"chord member {ref.index + 1} of {ref.size}, {task} "
                             f"[{failed_id}], failed: {error.message}", error.traceback)
         logger.warning("chord %s failed: %s", ref.id, failure.message)
-        self.records += [(r, self.ttl) for r in abandoned([ref.callback], failure, self.now,
-                                                           ref.callback.task)]
+        self._abandon([ref.callback], failure, ref.callback.task)
         self.messages += error_calls(self.app, ref.callback.link_error, failed_id, self.now)
         if ref.parent is not None:
             self._fail_chord(ref.parent, failed_id, task, failure)
+
+    def _abandon(self, nodes: Sequence[Node], error: ErrorInfo, task: str = "") -> None:
+        self.records += [(r, self.ttl) for r in abandoned(nodes, error, self.now, task)]
 
     def _fire(self, ref: ChordRef, member: str) -> None:
         """Every member is in: publish the callback with their values, in order."""
@@ -115,8 +118,7 @@ class Followups:
             if record is None or record.state is not State.SUCCESS:
                 missing = ErrorInfo("ChordError", f"the result of member {task_id} is gone "
                                     "(expired before the chord finished?): raise result_ttl")
-                self.records += [(r, self.ttl) for r in abandoned(
-                    [ref.callback], missing, self.now, ref.callback.task)]
+                self._abandon([ref.callback], missing, ref.callback.task)
                 return
             values.append(record.result)
         self.messages += expand(self.app, ref.callback, self.now, value=values,
