@@ -139,14 +139,14 @@ def result_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Res
         drop_namespace(url)
 
 
-class WorkerProcess:
-    """A real `conveyor worker` supervisor started in its own process group."""
+class ConveyorProcess:
+    """`python -m conveyor ARGS` started in its own process group, logging to a file."""
 
     def __init__(self, cwd: Path, env: dict[str, str], args: list[str]) -> None:
-        self.log = cwd / f"worker-{time.monotonic_ns()}.log"
+        self.log = cwd / f"{args[0]}-{time.monotonic_ns()}.log"
         self._log_file = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "worker", "-A", "e2e_tasks", *args],
+            [sys.executable, "-m", "conveyor", *args],
             cwd=cwd, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -186,6 +186,13 @@ class WorkerProcess:
             pass
         self.proc.wait(10)
         self._log_file.close()
+
+
+class WorkerProcess(ConveyorProcess):
+    """A real `conveyor worker -A e2e_tasks` supervisor."""
+
+    def __init__(self, cwd: Path, env: dict[str, str], args: list[str]) -> None:
+        super().__init__(cwd, env, ["worker", "-A", "e2e_tasks", *args])
 
 
 @pytest.fixture(params=["sqlite", "redis"])

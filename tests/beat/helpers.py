@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -13,40 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, ConveyorProcess
 
 MODULE = Path(__file__).resolve().parent / "beat_tasks.py"
 
 
-class Cli:
+class Cli(ConveyorProcess):
     """`python -m conveyor ARGS -A beat_tasks` in its own process group, logging to a file."""
 
     def __init__(self, cwd: Path, args: list[str]) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), str(ROOT / "src")])}
-        self.log = cwd / f"{args[0]}-{time.monotonic_ns()}.log"
-        self._log_file = self.log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", *args, "-A", "beat_tasks"], cwd=cwd, env=env,
-            stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self._log_file.close()
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, 9)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
-        self._log_file.close()
+        super().__init__(cwd, env, [*args, "-A", "beat_tasks"])
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("CONVEYOR_BROKER_URL", "CONVEYOR_RESULTS_URL", "CONVEYOR_SIGNING_KEY",
                 "CONVEYOR_MAX_MESSAGE_SIZE", "CONVEYOR_LEASE_SECONDS", "CONVEYOR_RESULT_TTL"):
         monkeypatch.delenv(var, raising=False)
-
-
-@pytest.fixture
-def app() -> Iterator[App]:
-    app = App("t", broker="memory://")
-    yield app
-    app.close()
 
 
 # -- broker URL ------------------------------------------------------------------------

@@ -5,20 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from conveyor import App, Progress, State, TaskContext, TaskError
 from conveyor.testing import run_until_idle
-
-
-@pytest.fixture
-def app() -> Iterator[App]:
-    app = App("t", broker="memory://")
-    yield app
-    app.close()
 
 
 def test_get_returns_the_value_and_state_goes_pending_to_success(app: App) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,13 +15,6 @@ from conveyor.errors import ConfigurationError, MessageTooLarge, SerializationEr
 from conveyor.result import State
 from conveyor.task import Task
 from conveyor.testing import run_until_idle
-
-
-@pytest.fixture
-def app() -> Iterator[App]:
-    app = App("t", broker="memory://")
-    yield app
-    app.close()
 
 
 def ready(app: App, queue: str = "default") -> int:

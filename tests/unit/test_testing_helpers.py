@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conveyor import App, State, TaskError
 from conveyor.testing import eager, run_until_idle
-
-
-@pytest.fixture
-def app() -> Iterator[App]:
-    app = App("t", broker="memory://")
-    yield app
-    app.close()
-
 
 # -- eager -------------------------------------------------------------------------------
 

@@ -5,28 +5,12 @@ ends for good."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from conveyor import App, State, TaskContext
 from conveyor.errors import ConfigurationError, SerializationError
 from conveyor.testing import eager, run_until_idle
-
-
-@pytest.fixture
-def app() -> Iterator[App]:
-    app = App("t", broker="memory://", results="memory://")
-    yield app
-    app.close()
-
-
-@pytest.fixture
-def sqlite_app(tmp_path: Path) -> Iterator[App]:
-    app = App("t", broker=f"sqlite:///{tmp_path}/c.db")
-    yield app
-    app.close()
 
 
 def ready(app: App, queue: str = "default") -> int:

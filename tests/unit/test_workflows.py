@@ -4,8 +4,6 @@ reach which step, how failures travel, and what is refused before anything is qu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -60,22 +58,8 @@ class Tasks:
 
 
 @pytest.fixture
-def app() -> Iterator[App]:
-    app = App("t", broker="memory://", results="memory://")
-    yield app
-    app.close()
-
-
-@pytest.fixture
 def tasks(app: App) -> Tasks:
     return Tasks(app)
-
-
-@pytest.fixture
-def sqlite_app(tmp_path: Path) -> Iterator[App]:
-    app = App("t", broker=f"sqlite:///{tmp_path}/c.db")
-    yield app
-    app.close()
 
 
 def queued(app: App) -> int:
