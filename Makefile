@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean flask-example
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+
+# The Flask example app (examples/flask_app/README.md): web server and worker, Ctrl-C stops both.
+flask-example: $(STAMP)
+	$(BIN)/python examples/flask_app/run.py
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples

@@ -140,13 +140,15 @@ def result_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Res
 
 
 class ConveyorProcess:
-    """`python -m conveyor ARGS` started in its own process group, logging to a file."""
+    """`python -m conveyor ARGS` (or `python -m PROGRAM ARGS`: flask, django-admin...)
+    started in its own process group, logging to a file."""
 
-    def __init__(self, cwd: Path, env: dict[str, str], args: list[str]) -> None:
+    def __init__(self, cwd: Path, env: dict[str, str], args: list[str],
+                 program: str = "conveyor") -> None:
         self.log = cwd / f"{args[0]}-{time.monotonic_ns()}.log"
         self._log_file = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", *args],
+            [sys.executable, "-m", program, *args],
             cwd=cwd, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

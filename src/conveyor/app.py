@@ -259,26 +259,7 @@ class App:
                                  task_options)
 
     def _check_options(self, name: str, options: dict[str, Any]) -> None:
-        known = CORE_OPTIONS | self.middleware.options
-        for key in options:
-            if key in NOT_YET_SUPPORTED:
-                raise ConfigurationError(f"task {name!r}: {NOT_YET_SUPPORTED[key]}")
-            if key not in known or key not in OPTION_NAMES:
-                close = difflib.get_close_matches(key, sorted(known | set(NOT_YET_SUPPORTED)), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ConfigurationError(f"task {name!r}: unknown option {key!r}{hint}")
-        if "queue" in options:
-            _as_config_error(name, check_queue, options["queue"])
-        if "priority" in options:
-            _as_config_error(name, check_priority, options["priority"])
-        unique_for = options.get("unique_for")
-        if unique_for is not None and (not isinstance(unique_for, int | float)
-                                       or isinstance(unique_for, bool) or unique_for <= 0):
-            raise ConfigurationError(f"task {name!r}: unique_for must be seconds > 0, "
-                                     f"got {unique_for!r}")
-        if isinstance(options.get("retry_on"), type):
-            options["retry_on"] = (options["retry_on"],)
-        self.middleware.validate_options(name, options)
+        check_task_options(name, options, self.middleware)
 
     # -- producing -------------------------------------------------------------------
 
@@ -358,6 +339,31 @@ class App:
             self.broker.publish(envelopes)
             self.broker.purge_dead(ids=[letter.id for letter in letters])
         return len(envelopes)
+
+
+def check_task_options(name: str, options: dict[str, Any], middleware: MiddlewareStack) -> None:
+    """Raise ConfigurationError for an option no one owns (naming the closest) or a bad
+    value. Integrations that declare tasks before an App exists check with this."""
+    known = CORE_OPTIONS | middleware.options
+    for key in options:
+        if key in NOT_YET_SUPPORTED:
+            raise ConfigurationError(f"task {name!r}: {NOT_YET_SUPPORTED[key]}")
+        if key not in known or key not in OPTION_NAMES:
+            close = difflib.get_close_matches(key, sorted(known | set(NOT_YET_SUPPORTED)), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigurationError(f"task {name!r}: unknown option {key!r}{hint}")
+    if "queue" in options:
+        _as_config_error(name, check_queue, options["queue"])
+    if "priority" in options:
+        _as_config_error(name, check_priority, options["priority"])
+    unique_for = options.get("unique_for")
+    if unique_for is not None and (not isinstance(unique_for, int | float)
+                                   or isinstance(unique_for, bool) or unique_for <= 0):
+        raise ConfigurationError(f"task {name!r}: unique_for must be seconds > 0, "
+                                 f"got {unique_for!r}")
+    if isinstance(options.get("retry_on"), type):
+        options["retry_on"] = (options["retry_on"],)
+    middleware.validate_options(name, options)
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:

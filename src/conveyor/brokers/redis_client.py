@@ -156,9 +156,9 @@ def connect(target: RedisTarget) -> Any:
     if target.kind == "single":
         return redis.Redis.from_url(target.server_url, **timeouts)
     if target.kind == "sentinel":
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             list(target.hosts), sentinel_kwargs=timeouts, **timeouts)
-        return sentinel.master_for(  # type: ignore[no-untyped-call]
+        return sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]
             target.master, db=target.db, **auth)
     nodes = [ClusterNode(host, port) for host, port in target.hosts]  # type: ignore[no-untyped-call]
     return RedisCluster(startup_nodes=nodes, **auth, **timeouts)

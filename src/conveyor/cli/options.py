@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from conveyor.app import App
 from conveyor.cli.discovery import load_app
@@ -39,6 +40,9 @@ def with_app(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(ctx: click.Context, app_spec: str | None, *args: Any, **kwargs: Any) -> Any:
         if isinstance(ctx.obj, App):
+            if ctx.get_parameter_source("app_spec") is ParameterSource.COMMANDLINE:
+                raise click.UsageError("-A is not used here: the app comes from the framework "
+                                       "(flask --app ..., or Django's settings)")
             app = ctx.obj
         else:
             app = load_app(app_spec)
