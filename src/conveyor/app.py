@@ -14,7 +14,16 @@ import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Concatenate,
+    Literal,
+    ParamSpec,
+    TypeVar,
+    overload,
+)
 
 import msgspec
 
@@ -129,16 +138,14 @@ class App:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"App needs a non-empty name, got {name!r}")
         self.name = name
-        self.settings: Settings = resolve_settings(
-            name, broker=broker, results=results, signing_key=signing_key,
-            max_message_size=max_message_size, lease_seconds=lease_seconds,
-            result_ttl=result_ttl,
-        )
-        # The scheme is checked now; the driver is imported on first use (a worker's
-        # supervisor never uses it, and redis-py with ssl would cost every process MBs).
-        brokers.check_scheme(self.settings.broker_url, brokers.BACKENDS, "broker")
-        brokers.check_scheme(self.settings.effective_results_url, result_stores.BACKENDS,
-                             "result store")
+        self._options: dict[str, Any] = {
+            "broker": broker, "results": results, "signing_key": signing_key,
+            "max_message_size": max_message_size, "lease_seconds": lease_seconds,
+            "result_ttl": result_ttl,
+        }
+        self._settings: Settings | None = None
+        if not self.lazy_settings:
+            self._settings = self.resolve_settings()
         self.middleware = MiddlewareStack([*default_middleware(), *middleware])
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.register(collect, name=COLLECT_TASK)  # ends groups inside workflows
@@ -152,8 +159,30 @@ class App:
 
             from_config(self, beat_schedule)
 
+    # Integrations whose configuration isn't readable yet when the App is defined
+    # (Django's settings, while proj/conveyor.py is imported) resolve it on first use.
+    lazy_settings: ClassVar[bool] = False
+    task_class: ClassVar[type[Task[Any, Any]]] = Task
+    async_task_class: ClassVar[type[AsyncTask[Any, Any]]] = AsyncTask
+
     def __repr__(self) -> str:
         return f"<App {self.name} broker={mask_url(self.settings.broker_url)}>"
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = self.resolve_settings()
+        return self._settings
+
+    def resolve_settings(self) -> Settings:
+        """The App's arguments, then ``CONVEYOR_*`` variables, then defaults. The URL
+        schemes are checked now; a driver is imported on first use (a worker's
+        supervisor never uses it, and redis-py with ssl would cost every process MBs)."""
+        settings = resolve_settings(self.name, **self._options)
+        brokers.check_scheme(settings.broker_url, brokers.BACKENDS, "broker")
+        brokers.check_scheme(settings.effective_results_url, result_stores.BACKENDS,
+                             "result store")
+        return settings
 
     # -- connections -----------------------------------------------------------------
 
@@ -227,7 +256,7 @@ class App:
                 f"a task named {name!r} is already registered (by "
                 f"{self.tasks[name].fn.__module__}): give one of them name=..."
             )
-        cls = AsyncTask if _is_async(fn) else Task
+        cls = self.async_task_class if _is_async(fn) else self.task_class
         task: Task[Any, Any] = cls(self, fn, task_options)
         self.tasks[name] = task
         return task
@@ -265,6 +294,13 @@ class App:
 
     def publish(self, messages: Sequence[Message], param_names: Sequence[str] = ()) -> None:
         """Encode, sign and publish messages in one round trip."""
+        messages, envelopes = self.seal(messages, param_names)
+        self.send(messages, envelopes)
+
+    def seal(self, messages: Sequence[Message], param_names: Sequence[str] = ()
+             ) -> tuple[Sequence[Message], list[Envelope]]:
+        """Run before_publish, then encode and sign: every error a publish can raise
+        about the messages themselves is raised here, before anything is sent."""
         if self.middleware.has("before_publish"):
             messages = [self.middleware.before_publish(self, m) for m in messages]
         keys = self.settings.signing_keys
@@ -274,6 +310,10 @@ class App:
                      signing.sign(encode(m, limit, param_names), keys))
             for m in messages
         ]
+        return messages, envelopes
+
+    def send(self, messages: Sequence[Message], envelopes: list[Envelope]) -> None:
+        """Publish sealed envelopes in one round trip, then run after_publish."""
         self.broker.publish(envelopes)
         if self.middleware.has("after_publish"):
             for m in messages:

@@ -14,6 +14,7 @@ BACKENDS: dict[str, tuple[str, str, str | None]] = {
     "rediss": ("conveyor.results.redis", "RedisResultStore", "redis"),
     "redis+sentinel": ("conveyor.results.redis", "RedisResultStore", "redis"),
     "redis+cluster": ("conveyor.results.redis", "RedisResultStore", "redis"),
+    "django": ("conveyor.contrib.django.results", "DjangoResultStore", "django"),
 }
 
 
