@@ -14,7 +14,7 @@ from conveyor.context import TaskContext
 from conveyor.contrib.django import config
 from conveyor.contrib.django.connections import CloseOldConnections
 from conveyor.errors import ConfigurationError
-from conveyor.message import Message, new_id
+from conveyor.message import Envelope, Message, new_id
 from conveyor.middleware.base import Middleware
 from conveyor.result import AsyncResult
 from conveyor.task import AsyncTask, Task
@@ -71,19 +71,30 @@ class DjangoApp(App):
     def __init__(self, name: str | None = None, broker: str | None = None,
                  results: str | None = None, *, middleware: Sequence[Middleware] = (),
                  **options: Any) -> None:
+        self._named = name is not None
         super().__init__(name or "django", broker, results,
                          middleware=[CloseOldConnections(), *middleware], **options)
-        self._named = name is not None
         self.enqueue_on_commit = False
         self._configured = False
+
+    @property
+    def name(self) -> str:
+        """The name given here, else ``settings.CONVEYOR["NAME"]``, else "django"."""
+        if not self._named and self._settings is None:
+            self.settings  # noqa: B018 - reads settings.CONVEYOR["NAME"]
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
 
     def resolve_settings(self) -> Settings:
         """Read ``settings.CONVEYOR`` now: the first use of the App, or ``ready()``."""
         found = config.from_settings()
         if found.name and not self._named:
-            self.name = found.name
+            self._name = found.name
         given = {k: v for k, v in self._options.items() if v is not None}
-        settings = resolve_settings(self.name, **{**found.app_options, **given})
+        settings = resolve_settings(self._name, **{**found.app_options, **given})
         self.enqueue_on_commit = found.enqueue_on_commit
         if found.beat_schedule and not self._configured:
             from conveyor.beat.entries import from_config
@@ -112,6 +123,15 @@ class DjangoApp(App):
                 transaction.on_commit(partial(self.send, sealed, envelopes))
                 return
         self.send(sealed, envelopes)
+
+    def send(self, messages: Sequence[Message], envelopes: list[Envelope]) -> None:
+        """As `App.send`; with results in the Django database, queued tasks get a PENDING
+        row too, so the admin lists them (and can revoke them)."""
+        super().send(messages, envelopes)
+        if self.settings.effective_results_url.startswith("django:"):
+            record_pending = getattr(self.results, "record_pending", None)
+            if record_pending is not None:
+                record_pending(messages)
 
     # -- typed task decorators (the App's, returning DjangoTask) -------------------------
 
