@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean flask-example
+.PHONY: demo test lint bench clean flask-example django-example
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: $(STAMP)
 # The Flask example app (examples/flask_app/README.md): web server and worker, Ctrl-C stops both.
 flask-example: $(STAMP)
 	$(BIN)/python examples/flask_app/run.py
+
+# The Django example project (examples/django_shop/README.md): migrate, server and worker.
+django-example: $(STAMP)
+	$(BIN)/python examples/django_shop/run.py
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples

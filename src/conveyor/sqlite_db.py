@@ -92,20 +92,32 @@ class Database:
         self._pid = os.getpid()
 
     def _connect(self) -> sqlite3.Connection:
-        try:
-            conn = sqlite3.connect(
-                self.path, timeout=60.0, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            conn.execute("PRAGMA busy_timeout=60000")
-            conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-            self._apply_schema(conn)
-        except sqlite3.Error as exc:
-            raise BrokerUnavailable(
-                f"can't open the SQLite store {self.url!r} (file {self.path}): {exc}; "
-                "check that the directory exists and is writable"
-            ) from exc
+        # Switching a brand-new file to WAL takes an exclusive lock that SQLite doesn't
+        # wait for: processes opening it at the same moment get "database is locked"
+        # at once, so that one error is retried for a while.
+        deadline = time.monotonic() + 60.0
+        while True:
+            conn = None
+            try:
+                conn = sqlite3.connect(
+                    self.path, timeout=60.0, isolation_level=None, check_same_thread=False
+                )
+                conn.execute("PRAGMA busy_timeout=60000")
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
+                conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+                self._apply_schema(conn)
+                break
+            except sqlite3.Error as exc:
+                if conn is not None:
+                    conn.close()
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                raise BrokerUnavailable(
+                    f"can't open the SQLite store {self.url!r} (file {self.path}): {exc}; "
+                    "check that the directory exists and is writable"
+                ) from exc
         with self._lock:
             self._all.append(conn)
         return conn

@@ -77,10 +77,11 @@ def worker(app: App, queues: str, processes: int | None, threads: int,
     if with_beat:
         Beat(app, lease=beat_lease)  # a schedule naming an unknown task fails here, not later
     check_store(app)
+    user_tasks = [name for name in app.tasks if not name.startswith("conveyor.")]  # not builtins
     click.echo(
         f"conveyor worker for {app.name}: {mask_url(app.settings.broker_url)}, "
         f"queues {','.join(queue_list)}, {processes} process(es) x {threads} thread(s), "
-        f"{len(app.tasks)} task(s) registered" + (", with beat" if with_beat else ""),
+        f"{len(user_tasks)} task(s) registered" + (", with beat" if with_beat else ""),
         err=True,
     )
     spec = click.get_current_context().meta.get("conveyor.app_spec")
