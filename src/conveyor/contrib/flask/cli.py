@@ -1,10 +1,11 @@
 """``flask conveyor worker|beat|status|result|purge|dead``: the ``conveyor`` commands on
 Flask's CLI, with the App of the Flask app that ``flask --app`` loads.
 
-``flask conveyor worker`` hands over to the same lean supervisor as ``conveyor worker``:
-it never imports the Flask app, and each worker process loads the app afresh, the way
-``flask --app`` did. So nothing the factory opened (a database pool, say) is shared
-across fork().
+``flask conveyor worker`` loads the app once, to check it and the broker, then hands
+over to the same lean supervisor as ``conveyor worker``: the supervisor never imports
+the Flask app, and each worker process loads it afresh, the way ``flask --app`` did. So
+nothing the factory opened (a database pool, say) is shared across fork(); the factory
+does run once more per worker process.
 """
 
 from __future__ import annotations
