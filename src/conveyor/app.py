@@ -380,6 +380,56 @@ class App:
             self.broker.purge_dead(ids=[letter.id for letter in letters])
         return len(envelopes)
 
+    def revoke(self, task_ids: str | Sequence[str]) -> list[str]:
+        """Make tasks that haven't started never run: their waiting messages (ready, or
+        scheduled for a countdown, an eta or a retry backoff) are deleted and each task
+        ends REVOKED, so `get()` raises TaskError("TaskRevoked"). Returns the ids revoked,
+        in the order given; one already running (it is not stopped), finished, or unknown
+        is left alone and not returned. What a revoked task would have set off ends as if
+        it had expired: a chain's later steps and a chord's callback end FAILURE, its
+        `link_error` handlers run, its unique key is freed (docs/tasks.md).
+
+        Raises TypeError for an id that isn't a string, ValueError for an empty one,
+        BrokerUnavailable when the broker or result store can't be reached (if the result
+        store fails, the messages are put back: the tasks will run).
+        """
+        from conveyor.brokers.base import Delivery
+        from conveyor.result import ResultRecord, State
+        from conveyor.worker.executor import Completion
+        from conveyor.worker.followups import Followups, needed
+
+        ids = [task_ids] if isinstance(task_ids, str) else task_ids
+        if not isinstance(ids, Sequence) or not all(isinstance(i, str) for i in ids):
+            raise TypeError(f"revoke() takes a task id or a list of task ids (strings), "
+                            f"got {task_ids!r}")
+        if not all(ids):
+            raise ValueError(f"revoke() got an empty task id in {task_ids!r}")
+        ids = list(dict.fromkeys(ids))
+        removed = {r.id: r for r in reversed(self.broker.revoke(ids))} if ids else {}
+        if not removed:
+            return []
+        ttl, when, completions = self.settings.result_ttl, now(), []
+        for r in removed.values():
+            try:
+                message = decode(signing.verify(r.body, self.settings.signing_keys))
+                task, attempt, priority = message.task, message.attempt, message.priority
+            except Exception:  # unreadable or forged: it would never have run anyway
+                message, task, attempt, priority = None, "", 0, 0
+            record = ResultRecord(id=r.id, state=State.REVOKED, task=task, attempt=attempt,
+                                  result="revoked before it started", updated=when)
+            completions.append(Completion(Delivery(r.id, r.queue, priority, r.body, ""), "ack",
+                                          record, ttl, message=message))
+        try:
+            self.results.store([(c.record, ttl) for c in completions if c.record is not None])
+        except BaseException:
+            self.broker.publish([Envelope(c.delivery.id, c.delivery.queue, c.delivery.priority,
+                                          c.message.eta if c.message else None, c.delivery.body)
+                                 for c in completions])
+            raise
+        if needed(completions):
+            Followups(self).run(completions)
+        return [task_id for task_id in ids if task_id in removed]
+
 
 def check_task_options(name: str, options: dict[str, Any], middleware: MiddlewareStack) -> None:
     """Raise ConfigurationError for an option no one owns (naming the closest) or a bad

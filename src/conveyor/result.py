@@ -162,6 +162,14 @@ class AsyncResult(Generic[R]):
         """Delete the stored result now instead of waiting for its TTL."""
         self.app.results.forget([self.id])
 
+    def revoke(self, terminate: bool = False) -> bool:
+        """Make a task that hasn't started never run (it ends REVOKED); True if it was
+        still waiting. A running task is left alone (see App.revoke)."""
+        if terminate:
+            raise NotImplementedError("revoke(terminate=True), stopping a running task, is "
+                                      "not available yet in this version of Conveyor")
+        return bool(self.app.revoke(self.id))
+
 
 class GroupResult:
     """The results of a group's members, in the order they were given."""

@@ -496,6 +496,116 @@ def test_purge_dead_of_everything(broker: Broker) -> None:
     assert all(stats.dead == 0 for stats in broker.stats().values())
 
 
+# -- revoking waiting messages ------------------------------------------------------------
+
+
+def revoked_ids(broker: Broker, ids: Sequence[str]) -> list[str]:
+    return sorted(r.id for r in broker.revoke(ids))
+
+
+def test_revoke_removes_a_ready_message_and_hands_back_its_body(broker: Broker) -> None:
+    doomed, kept = envelope("jobs", body=b"doomed"), envelope("jobs")
+    broker.publish([doomed, kept])
+
+    revoked = broker.revoke([doomed.id])
+
+    assert [(r.id, r.queue, r.body) for r in revoked] == [(doomed.id, "jobs", b"doomed")]
+    assert counts(broker, "jobs")[:3] == (1, 0, 0)
+    assert [d.id for d in broker.reserve(["jobs"], 10, GENEROUS_WAIT)] == [kept.id]
+    assert broker.reserve(["jobs"], 10, 0.2) == []
+
+
+def test_revoke_removes_a_scheduled_message_which_then_never_comes_due(broker: Broker) -> None:
+    later = envelope(eta=time.time() + 0.3)
+    broker.publish([later])
+
+    revoked = revoked_ids(broker, [later.id])
+
+    assert revoked == [later.id]
+    assert counts(broker)[:3] == (0, 0, 0)
+    assert broker.reserve(["default"], 10, 0.8) == []
+
+
+def test_revoke_removes_a_message_waiting_for_a_retry_backoff(broker: Broker) -> None:
+    sent = envelope(body=b"attempt 1")
+    broker.publish([sent])
+    broker.retry(reserve_one(broker), b"attempt 2", time.time() + 0.3)
+
+    revoked = broker.revoke([sent.id])
+
+    assert [(r.id, r.body) for r in revoked] == [(sent.id, b"attempt 2")]
+    assert counts(broker)[:3] == (0, 0, 0)
+    assert broker.reserve(["default"], 10, 0.8) == []
+
+
+def test_revoke_leaves_a_reserved_message_to_its_worker(make_broker: MakeBroker) -> None:
+    worker, admin = make_broker(), make_broker()
+    worker.publish([envelope()])
+    running = reserve_one(worker)
+
+    revoked = admin.revoke([running.id])
+
+    assert revoked == []
+    assert counts(admin)[:3] == (0, 0, 1)
+    worker.ack([running])
+    assert counts(admin)[:3] == (0, 0, 0)
+
+
+def test_revoke_ignores_unknown_finished_and_dead_messages(broker: Broker) -> None:
+    finished = envelope()
+    broker.publish([finished])
+    broker.ack([reserve_one(broker)])
+    dead = dead_letter_new(broker, "default")
+
+    revoked = broker.revoke(["never-published", finished.id, dead])
+
+    assert revoked == []
+    assert [d.id for d in broker.dead_letters()] == [dead]
+    assert counts(broker) == (0, 0, 0, 1)
+
+
+def test_revoke_finds_messages_in_any_queue_and_leaves_the_others_as_they_were(
+    make_broker: MakeBroker,
+) -> None:
+    producer, admin = make_broker(), make_broker()
+    low, high = envelope("a", priority=1), envelope("a", priority=8)
+    doomed_a, doomed_b = envelope("a", priority=9), envelope("b")
+    kept_b, kept_later = envelope("b", body=b"kept"), envelope("c", eta=time.time() + 60)
+    producer.publish([low, doomed_a, high, doomed_b, kept_b, kept_later])
+
+    revoked = revoked_ids(admin, [doomed_a.id, doomed_b.id])
+
+    assert revoked == sorted([doomed_a.id, doomed_b.id])
+    assert (counts(admin, "a")[:3], counts(admin, "b")[:3], counts(admin, "c")[:3]) == (
+        (2, 0, 0), (1, 0, 0), (0, 1, 0))
+    assert [d.id for d in producer.reserve(["a"], 10, GENEROUS_WAIT)] == [high.id, low.id]
+    assert [(d.id, d.body) for d in producer.reserve(["b"], 10, GENEROUS_WAIT)] == [
+        (kept_b.id, b"kept")]
+
+
+def test_revoking_again_or_nothing_revokes_nothing(broker: Broker) -> None:
+    sent = envelope()
+    broker.publish([sent])
+
+    first = revoked_ids(broker, [sent.id, sent.id])
+    again = broker.revoke([sent.id])
+
+    assert first == [sent.id]
+    assert again == []
+    assert broker.revoke([]) == []
+
+
+def test_revoke_matches_ids_exactly_whatever_characters_they_hold(broker: Broker) -> None:
+    odd = Envelope(id="order|7*[x]?", queue="default", priority=0, eta=None, body=b"odd")
+    similar = Envelope(id="7*[x]?", queue="default", priority=0, eta=None, body=b"similar")
+    broker.publish([odd, similar])
+
+    revoked = revoked_ids(broker, ["7*[x]?", "order|7*"])
+
+    assert revoked == ["7*[x]?"]
+    assert [d.id for d in broker.reserve(["default"], 10, GENEROUS_WAIT)] == [odd.id]
+
+
 # -- purge and stats --------------------------------------------------------------------------
 
 

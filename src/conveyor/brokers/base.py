@@ -11,6 +11,8 @@ Semantics every broker must keep (the contract suite in tests/contract checks th
 - Messages with an `eta` in the future wait in a durable schedule until due.
 - `ack`, `retry`, `dead_letter` and `extend` on a delivery whose lease was lost (it expired
   and the message was handed out again) do nothing: the newer holder owns it.
+- `revoke` removes only waiting messages (ready or scheduled), never a reserved one: a
+  worker may be running it. Nothing on the reserve/ack path checks for revocations.
 """
 
 from __future__ import annotations
@@ -61,6 +63,15 @@ class DeadLetter(msgspec.Struct, frozen=True):
     body: bytes
 
 
+class Revoked(msgspec.Struct, frozen=True):
+    """A waiting message `revoke` removed, with its body: the App reads the body to end
+    what the task would have set off (a chain's next steps, a chord, a unique key)."""
+
+    id: str
+    queue: str
+    body: bytes
+
+
 class WorkerInfo(msgspec.Struct, frozen=True):
     """A live worker process, as `conveyor status` shows it."""
 
@@ -103,6 +114,12 @@ class Broker(Protocol):
 
     def purge(self, queue: str) -> int:
         """Delete the ready and scheduled messages of a queue; running ones finish."""
+
+    def revoke(self, ids: Sequence[str]) -> list[Revoked]:
+        """Atomically remove the messages with these task ids that wait, ready or
+        scheduled (a countdown, an eta, a retry backoff), in any queue; one entry per
+        message removed. Reserved (running) messages, dead letters and unknown ids are
+        left alone. Writes no result: `App.revoke` does, for what this returns."""
 
     def stats(self) -> dict[str, QueueStats]:
         """Counts per known queue, `default` always included."""

@@ -12,9 +12,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from conveyor.brokers.base import DeadLetter, Delivery, QueueStats, WorkerInfo
+from conveyor.brokers.base import DeadLetter, Delivery, QueueStats, Revoked, WorkerInfo
 from conveyor.message import Envelope
+
+T = TypeVar("T")  # a heap's sort key: (-priority) for ready, the due time for scheduled
 
 
 @dataclass
@@ -27,6 +30,16 @@ class _Entry:
     due: float = 0.0
     deliveries: int = 0
     leased_until: float | None = None
+
+
+def _without(heap: list[tuple[T, int, _Entry]], ids: set[str], removed: list[Revoked]
+             ) -> list[tuple[T, int, _Entry]]:
+    """`heap` without the entries of `ids` (appended to `removed`), still a heap."""
+    kept = [item for item in heap if item[2].id not in ids]
+    if len(kept) < len(heap):
+        removed += [Revoked(e.id, e.queue, e.body) for _, _, e in heap if e.id in ids]
+        heapq.heapify(kept)
+    return kept
 
 
 class MemoryBroker:
@@ -159,6 +172,15 @@ class MemoryBroker:
             self._scheduled = kept
             heapq.heapify(self._scheduled)
             return count
+
+    def revoke(self, ids: Sequence[str]) -> list[Revoked]:
+        wanted = set(ids)
+        removed: list[Revoked] = []
+        with self._cond:
+            for queue, heap in self._ready.items():
+                self._ready[queue] = _without(heap, wanted, removed)
+            self._scheduled = _without(self._scheduled, wanted, removed)
+        return removed
 
     def stats(self) -> dict[str, QueueStats]:
         with self._cond:

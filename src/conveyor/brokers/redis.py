@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from conveyor.brokers.base import DeadLetter, Delivery, QueueStats, WorkerInfo
+from conveyor.brokers.base import DeadLetter, Delivery, QueueStats, Revoked, WorkerInfo
 from conveyor.brokers.redis_client import RedisTarget, call, confirm_replicated, connect, parse_url
 from conveyor.errors import BrokerUnavailable
 from conveyor.message import Envelope
@@ -52,7 +52,7 @@ class RedisBroker:
         self._scripts = {
             name: self.client.register_script(_script(name))
             for name in ("publish", "reserve", "ack", "extend", "retry", "dead_letter",
-                         "purge", "purge_dead")
+                         "purge", "purge_dead", "revoke")
         }
         self._known_queues: set[str] = set()
         self._cluster_turn = 0
@@ -216,6 +216,25 @@ class RedisBroker:
     def purge(self, queue: str) -> int:
         keys = self._keys(queue, "ready", "scheduled", "body", "deliveries")
         return int(self._call(lambda: self._scripts["purge"](keys=keys)))
+
+    def revoke(self, ids: Sequence[str]) -> list[Revoked]:
+        """One script call over every queue (one per queue on a cluster, where each queue
+        has its own slot), after reading the queue names."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return []
+        queues = self._all_queues()
+        groups = [queues] if not self.target.cluster else [[q] for q in queues]
+        removed: list[Revoked] = []
+        for group in groups:
+            keys: list[str] = []
+            for queue in group:
+                keys += self._keys(queue, "ready", "scheduled", "body", "deliveries")
+            reply = self._call(partial(self._scripts["revoke"], keys=keys, args=wanted))
+            removed += [Revoked(id=_as_text(reply[i + 1]).split("|", 2)[2],
+                                queue=group[int(reply[i])], body=reply[i + 2])
+                        for i in range(0, len(reply), 3)]
+        return removed
 
     def stats(self) -> dict[str, QueueStats]:
         queues = self._all_queues()

@@ -1,4 +1,5 @@
-"""Read-mostly commands over the broker and result store: status, result, purge, dead."""
+"""Read-mostly commands over the broker and result store: status, result, revoke, purge,
+dead."""
 
 from __future__ import annotations
 
@@ -85,6 +86,23 @@ def result(app: App, task_id: str, as_json: bool) -> None:
 
 @click.command()
 @with_app
+@click.argument("ids", nargs=-1, required=True)
+def revoke(app: App, ids: tuple[str, ...]) -> None:
+    """Make tasks that haven't started never run (they end REVOKED). Running tasks are not
+    stopped. Exit status 1 if any ID wasn't pending."""
+    try:
+        revoked = set(app.revoke(list(ids)))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="ID") from exc
+    for task_id in dict.fromkeys(ids):
+        click.echo(f"{task_id}: revoked" if task_id in revoked else
+                   f"{task_id}: not pending (running, finished or unknown), left alone")
+    if len(revoked) < len(set(ids)):
+        click.get_current_context().exit(1)
+
+
+@click.command()
+@with_app
 @click.option("-Q", "--queue", required=True, help="The queue to empty.")
 @click.option("-f", "--force", is_flag=True, help="Don't ask for confirmation.")
 def purge(app: App, queue: str, force: bool) -> None:
@@ -141,4 +159,4 @@ def dead_purge(app: App, queue: str | None, force: bool) -> None:
     click.echo(f"deleted {app.broker.purge_dead(queue)} dead letter(s)")
 
 
-COMMANDS = (status, result, purge, dead)
+COMMANDS = (status, result, revoke, purge, dead)
