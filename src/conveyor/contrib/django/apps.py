@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.apps import AppConfig
 from django.utils.module_loading import autodiscover_modules
 
-from conveyor.contrib.django import config
+from conveyor.contrib.django import _runner, config
 from conveyor.contrib.django.app import DjangoApp, load_project_app
 
 
@@ -22,4 +22,5 @@ class ConveyorConfig(AppConfig):
         at the first ``delay()``; every installed app's ``tasks.py`` registers."""
         self.app = load_project_app(config.from_settings().app_path)
         self.app.settings  # noqa: B018 - reads and checks settings.CONVEYOR now
+        _runner.install(self.app)  # workers run django.tasks too (Django 6+)
         autodiscover_modules("tasks")
