@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -30,8 +28,6 @@ from conveyor.app import App
 from conveyor.brokers.base import Delivery
 from conveyor.contrib.django._runner import RUNNERS, reset_key
 from conveyor.contrib.django.backend import ConveyorBackend
-from conveyor.contrib.django.connections import CloseOldConnections
-from conveyor.middleware.base import MiddlewareStack
 from conveyor.worker.consumer import Consumer
 from conveyor.worker.executor import Completion, Prepared
 
@@ -50,9 +46,7 @@ def run_worker(backend: Any = None) -> int:
     Call it from synchronous code (in an async test: ``await sync_to_async(run_worker)()``).
     `backend` is a backend, its alias, or None for the default one."""
     backend = _conveyor_backend(backend)
-    app = backend.app
-    with _without_connection_hygiene(app):
-        return _InProcessWorker(app, _queues(backend)).run()
+    return _InProcessWorker(backend.app, _queues(backend)).run()
 
 
 def reset(backend: Any = None) -> None:
@@ -83,23 +77,6 @@ def _conveyor_backend(backend: Any) -> ConveyorBackend:
 
 def _queues(backend: ConveyorBackend) -> list[str]:
     return sorted(backend.queues) or sorted(backend.app.broker.stats())
-
-
-@contextmanager
-def _without_connection_hygiene(app: App) -> Iterator[None]:
-    """Tasks run on the test's thread, inside its transaction: don't let
-    `CloseOldConnections` close that connection (Django's test client likewise turns
-    ``close_old_connections`` off around the requests it makes)."""
-    stack = app.middleware
-    kept = [m for m in stack.middleware if not isinstance(m, CloseOldConnections)]
-    if len(kept) == len(stack.middleware):
-        yield
-        return
-    app.middleware = MiddlewareStack(kept)
-    try:
-        yield
-    finally:
-        app.middleware = stack
 
 
 Item = Prepared | Completion
