@@ -1,0 +1,214 @@
+"""The admin of ``results="django://"``: task results, filterable by state, task and date,
+with their arguments, value, error and traceback, and two actions: retry failed tasks
+(their dead letters go back on the queue) and revoke tasks that haven't started.
+
+Always registered: a project that keeps results elsewhere sees an empty list. Rows are
+written by workers, so nobody adds or edits them here; deleting one forgets its result.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.auth import get_permission_codename
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.html import format_html
+
+from conveyor.contrib.django.models import PENDING_TTL, TaskResult, as_datetime
+from conveyor.contrib.django.results import database_alias
+from conveyor.errors import ConveyorError
+from conveyor.result import State
+
+COLOURS = {"SUCCESS": "#2e7d32", "FAILURE": "#c62828", "REVOKED": "#6d4c41",
+           "STARTED": "#1565c0", "RETRY": "#ef6c00", "SCHEDULED": "#6a1b9a",
+           "PENDING": "#616161"}
+WAITING = (State.PENDING.value, State.SCHEDULED.value, State.RETRY.value)
+SHOWN_IDS = 10  # ids named in a message, at most
+
+
+def results_alias() -> str:
+    """The database the project's results live in (``django://ALIAS``), else default."""
+    from conveyor.contrib.django.app import project_app
+
+    try:
+        url = project_app().settings.effective_results_url
+    except ConveyorError:
+        return "default"
+    return database_alias(url) if url.startswith("django:") else "default"
+
+
+def _ids(ids: Sequence[str]) -> str:
+    shown = ", ".join(ids[:SHOWN_IDS])
+    return shown + (f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else "")
+
+
+def _pre(text: str | None) -> str:
+    if text is None or text == "":
+        return "-"
+    return str(format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+class TaskResultAdmin(admin.ModelAdmin):
+    list_display = ("task_id", "task_name", "state_badge", "attempt", "queue", "created",
+                    "updated")
+    list_filter = ("state", "task_name", "created", "updated")
+    search_fields = ("^task_id", "task_name")
+    search_help_text = "A task id (or its beginning), or part of a task name."
+    ordering = ("-created",)
+    list_per_page = 50
+    show_full_result_count = False  # a COUNT(*) of a big table on every page is slow
+    actions = ("retry_failed", "revoke_waiting")
+    fieldsets = (
+        (None, {"fields": ("task_id", "task_name", "state_badge", "queue", "attempt",
+                           "progress")}),
+        ("Call", {"fields": ("call_args", "call_kwargs")}),
+        ("Outcome", {"fields": ("value", "error", "traceback_text")}),
+        ("Times", {"fields": ("created", "updated", "retry_at", "expires_at")}),
+    )
+    readonly_fields = ("state_badge", "progress", "call_args", "call_kwargs", "value",
+                       "error", "traceback_text")
+
+    def get_queryset(self, request: Any) -> Any:
+        """Rows of the results database that haven't expired."""
+        return super().get_queryset(request).using(results_alias()).filter(
+            expires_at__gt=timezone.now())
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False  # workers write the rows; the detail page is read-only
+
+    def has_operate_permission(self, request: Any) -> bool:
+        """Retrying and revoking need the "change task result" permission."""
+        codename = get_permission_codename("change", self.opts)
+        return bool(request.user.has_perm(f"{self.opts.app_label}.{codename}"))
+
+    # -- columns and fields ----------------------------------------------------------
+
+    def state_badge(self, row: TaskResult) -> str:
+        return str(format_html('<b style="color: {}">{}</b>',
+                               COLOURS.get(row.state, "inherit"), row.state))
+
+    state_badge.short_description = "state"  # type: ignore[attr-defined]
+    state_badge.admin_order_field = "state"  # type: ignore[attr-defined]
+
+    def progress(self, row: TaskResult) -> str:
+        if row.progress_current is None:
+            return "-"
+        shown = f"{row.progress_current:g}"
+        if row.progress_total:
+            shown += f" / {row.progress_total:g} ({row.progress_current / row.progress_total:.0%})"
+        return shown + (f" {row.progress_label}" if row.progress_label else "")
+
+    def call_args(self, row: TaskResult) -> str:
+        return _pre(None if row.args is None else _json(row.args))
+
+    call_args.short_description = "args"  # type: ignore[attr-defined]
+
+    def call_kwargs(self, row: TaskResult) -> str:
+        return _pre(None if row.kwargs is None else _json(row.kwargs))
+
+    call_kwargs.short_description = "kwargs"  # type: ignore[attr-defined]
+
+    def value(self, row: TaskResult) -> str:
+        if row.result is None:
+            return "-"
+        try:
+            return _pre(_json(json.loads(row.result)))
+        except ValueError:
+            return _pre(row.result)
+
+    value.short_description = "result"  # type: ignore[attr-defined]
+
+    def error(self, row: TaskResult) -> str:
+        return f"{row.error_type}: {row.error_message}" if row.error_type else "-"
+
+    def traceback_text(self, row: TaskResult) -> str:
+        return _pre(row.traceback)
+
+    traceback_text.short_description = "traceback"  # type: ignore[attr-defined]
+
+    # -- actions ---------------------------------------------------------------------
+
+    def retry_failed(self, request: Any, queryset: Any) -> None:
+        """Re-queue the dead letters of the selected FAILURE tasks (``App.retry_dead``)
+        and show them PENDING until a worker takes them."""
+        from conveyor.contrib.django.app import project_app
+
+        failed = dict(queryset.filter(state=State.FAILURE.value).values_list(
+            "task_id", "updated_ts"))
+        if not failed:
+            self.message_user(request, "None of the selected tasks failed.", messages.WARNING)
+            return
+        app = project_app()
+        try:
+            dead = {d.id for d in app.broker.dead_letters(limit=10**9)} & failed.keys()
+            requeued = app.retry_dead(sorted(dead)) if dead else 0
+        except ConveyorError as exc:
+            self.message_user(request, f"Nothing was retried: {exc}", messages.ERROR)
+            return
+        if dead:
+            self._show_requeued(queryset.model, {i: failed[i] for i in dead})
+        if requeued:
+            self.message_user(request, f"Re-queued {requeued} task(s).", messages.SUCCESS)
+        missing = sorted(failed.keys() - dead)
+        if missing:
+            self.message_user(request, f"{len(missing)} task(s) had no dead letter left "
+                              f"(already retried or purged): {_ids(missing)}.",
+                              messages.WARNING)
+
+    retry_failed.short_description = "Retry failed tasks"  # type: ignore[attr-defined]
+    retry_failed.allowed_permissions = ("operate",)  # type: ignore[attr-defined]
+
+    def _show_requeued(self, model: Any, stamps: dict[str, float]) -> None:
+        """PENDING again, unless a worker wrote the row since it was read (it ran again)."""
+        now = time.time()
+        unchanged = [Q(task_id=i, updated_ts=stamp) for i, stamp in stamps.items()]
+        for start in range(0, len(unchanged), 200):
+            condition = Q()
+            for one in unchanged[start:start + 200]:
+                condition |= one
+            model.objects.using(results_alias()).filter(
+                condition, state=State.FAILURE.value,
+            ).update(state=State.PENDING.value, attempt=0, updated=as_datetime(now),
+                     updated_ts=now, progress_current=None, progress_total=None,
+                     progress_label=None, retry_at=None,
+                     expires_at=as_datetime(now + PENDING_TTL))
+
+    def revoke_waiting(self, request: Any, queryset: Any) -> None:
+        """Revoke the selected tasks that haven't started (``App.revoke``): they never
+        run and end REVOKED."""
+        from conveyor.contrib.django.app import project_app
+
+        waiting = list(queryset.filter(state__in=WAITING).values_list("task_id", flat=True))
+        if not waiting:
+            self.message_user(request, "None of the selected tasks is waiting to run.",
+                              messages.WARNING)
+            return
+        try:
+            revoked = project_app().revoke(waiting)
+        except ConveyorError as exc:
+            self.message_user(request, f"Nothing was revoked: {exc}", messages.ERROR)
+            return
+        if revoked:
+            self.message_user(request, f"Revoked {len(revoked)} task(s).", messages.SUCCESS)
+        late = sorted(set(waiting) - set(revoked))
+        if late:
+            self.message_user(request, f"{len(late)} task(s) had already started or left "
+                              f"the queue: {_ids(late)}.", messages.WARNING)
+
+    revoke_waiting.short_description = "Revoke pending tasks"  # type: ignore[attr-defined]
+    revoke_waiting.allowed_permissions = ("operate",)  # type: ignore[attr-defined]
+
+
+admin.site.register(TaskResult, TaskResultAdmin)
