@@ -362,6 +362,7 @@ class App:
         letters = [d for d in self.broker.dead_letters(queue, limit=10**9)
                    if ids is None or d.id in ids]
         envelopes = []
+        messages = []
         for letter in letters:
             try:
                 old = decode(signing.verify(letter.body, self.settings.signing_keys))
@@ -375,8 +376,12 @@ class App:
             body = signing.sign(encode(fresh, self.settings.max_message_size),
                                 self.settings.signing_keys)
             envelopes.append(Envelope(fresh.id, fresh.queue, fresh.priority, None, body))
+            messages.append(fresh)
         if envelopes:
-            self.broker.publish(envelopes)
+            # The old FAILURE goes first: left in place, get() would return it at once,
+            # and forgetting it after publishing could delete the new run's result.
+            self.results.forget([letter.id for letter in letters])
+            self.send(messages, envelopes)
             self.broker.purge_dead(ids=[letter.id for letter in letters])
         return len(envelopes)
 

@@ -235,7 +235,9 @@ def test_retry_dead_reruns_dead_letters_from_attempt_one(app: App) -> None:
     # When the service is back and the dead letters are retried
     healthy.append(True)
     assert app.retry_dead() == 1
-    # Then the dead-letter store is empty and the task runs again, as attempt 1, and succeeds
+    # Then the old failure is gone (the task is waiting again), the dead-letter store is
+    # empty, and the task runs again, as attempt 1, and succeeds
+    assert result.state is State.PENDING
     assert app.broker.dead_letters() == []
     run_until_idle(app)
     assert result.get(timeout=1) == 40

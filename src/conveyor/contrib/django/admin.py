@@ -9,17 +9,15 @@ written by workers, so nobody adds or edits them here; deleting one forgets its 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.html import format_html
 
-from conveyor.contrib.django.models import PENDING_TTL, TaskResult, as_datetime
+from conveyor.contrib.django.models import TaskResult
 from conveyor.contrib.django.results import database_alias
 from conveyor.errors import ConveyorError
 from conveyor.result import State
@@ -141,27 +139,25 @@ class TaskResultAdmin(admin.ModelAdmin):
     # -- actions ---------------------------------------------------------------------
 
     def retry_failed(self, request: Any, queryset: Any) -> None:
-        """Re-queue the dead letters of the selected FAILURE tasks (``App.retry_dead``)
-        and show them PENDING until a worker takes them."""
+        """Re-queue the dead letters of the selected FAILURE tasks (``App.retry_dead``:
+        their rows show PENDING until a worker takes them)."""
         from conveyor.contrib.django.app import project_app
 
-        failed = dict(queryset.filter(state=State.FAILURE.value).values_list(
-            "task_id", "updated_ts"))
+        failed = set(queryset.filter(state=State.FAILURE.value).values_list(
+            "task_id", flat=True))
         if not failed:
             self.message_user(request, "None of the selected tasks failed.", messages.WARNING)
             return
         app = project_app()
         try:
-            dead = {d.id for d in app.broker.dead_letters(limit=10**9)} & failed.keys()
+            dead = {d.id for d in app.broker.dead_letters(limit=10**9)} & failed
             requeued = app.retry_dead(sorted(dead)) if dead else 0
         except ConveyorError as exc:
             self.message_user(request, f"Nothing was retried: {exc}", messages.ERROR)
             return
-        if dead:
-            self._show_requeued(queryset.model, {i: failed[i] for i in dead})
         if requeued:
             self.message_user(request, f"Re-queued {requeued} task(s).", messages.SUCCESS)
-        missing = sorted(failed.keys() - dead)
+        missing = sorted(failed - dead)
         if missing:
             self.message_user(request, f"{len(missing)} task(s) had no dead letter left "
                               f"(already retried or purged): {_ids(missing)}.",
@@ -169,21 +165,6 @@ class TaskResultAdmin(admin.ModelAdmin):
 
     retry_failed.short_description = "Retry failed tasks"  # type: ignore[attr-defined]
     retry_failed.allowed_permissions = ("operate",)  # type: ignore[attr-defined]
-
-    def _show_requeued(self, model: Any, stamps: dict[str, float]) -> None:
-        """PENDING again, unless a worker wrote the row since it was read (it ran again)."""
-        now = time.time()
-        unchanged = [Q(task_id=i, updated_ts=stamp) for i, stamp in stamps.items()]
-        for start in range(0, len(unchanged), 200):
-            condition = Q()
-            for one in unchanged[start:start + 200]:
-                condition |= one
-            model.objects.using(results_alias()).filter(
-                condition, state=State.FAILURE.value,
-            ).update(state=State.PENDING.value, attempt=0, updated=as_datetime(now),
-                     updated_ts=now, progress_current=None, progress_total=None,
-                     progress_label=None, retry_at=None,
-                     expires_at=as_datetime(now + PENDING_TTL))
 
     def revoke_waiting(self, request: Any, queryset: Any) -> None:
         """Revoke the selected tasks that haven't started (``App.revoke``): they never
