@@ -26,6 +26,9 @@ import pytest
 from tests.conftest import drop_namespace, redis_namespace_url
 from tests.django.shop_helpers import ManageProcess, Shop, page_text
 
+# The example uses Django 6's own tasks framework (Django 6 needs Python 3.12+).
+pytest.importorskip("django.tasks", reason="the example project needs Django 6")
+
 CSV_HEADER = ["order", "email", "item", "quantity", "created", "confirmed_at"]
 
 
