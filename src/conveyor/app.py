@@ -7,7 +7,6 @@ App at import time does no I/O.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import sys
 import threading
@@ -32,7 +31,7 @@ from conveyor import results as result_stores
 from conveyor.brokers.base import Broker
 from conveyor.config import Settings, mask_url, resolve_settings
 from conveyor.context import TaskContext
-from conveyor.errors import ConfigurationError
+from conveyor.errors import ConfigurationError, did_you_mean
 from conveyor.flow import COLLECT_TASK, collect
 from conveyor.message import Envelope, Message, decode, encode, new_id, now
 from conveyor.middleware.base import Middleware, MiddlewareStack
@@ -444,8 +443,7 @@ def check_task_options(name: str, options: dict[str, Any], middleware: Middlewar
         if key in NOT_YET_SUPPORTED:
             raise ConfigurationError(f"task {name!r}: {NOT_YET_SUPPORTED[key]}")
         if key not in known or key not in OPTION_NAMES:
-            close = difflib.get_close_matches(key, sorted(known | set(NOT_YET_SUPPORTED)), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, known | set(NOT_YET_SUPPORTED))
             raise ConfigurationError(f"task {name!r}: unknown option {key!r}{hint}")
     if "queue" in options:
         _as_config_error(name, check_queue, options["queue"])

@@ -6,6 +6,16 @@ so callers only ever need to catch `ConveyorError` subclasses.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
+
+def did_you_mean(key: object, known: Iterable[str]) -> str:
+    """"; did you mean 'x'?" naming the closest known key, or "" when none is close:
+    the tail of every unknown-option and unknown-setting message."""
+    close = difflib.get_close_matches(str(key), sorted(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
 
 class ConveyorError(Exception):
     """Root of every error Conveyor raises."""

@@ -6,13 +6,12 @@ by another module; the beat checks at start that every named task is registered.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from conveyor.beat.schedules import Schedule, to_schedule
-from conveyor.errors import ConfigurationError
+from conveyor.errors import ConfigurationError, did_you_mean
 from conveyor.task import AsyncTask, Task, check_priority, check_queue
 
 if TYPE_CHECKING:
@@ -93,8 +92,7 @@ def from_config(app: App, config: Mapping[str, Mapping[str, Any]]) -> None:
             raise ConfigurationError(f"{where} must be a dict, got {options!r}")
         for key in options:
             if key not in CONFIG_KEYS:
-                close = difflib.get_close_matches(str(key), CONFIG_KEYS, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(key, CONFIG_KEYS)
                 raise ConfigurationError(f"{where}: unknown key {key!r}{hint}")
         for key in ("task", "schedule"):
             if key not in options:

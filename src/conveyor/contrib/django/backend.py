@@ -17,7 +17,6 @@ on the task's queue, at its priority mapped onto 0..9, due at its ``run_after``.
 from __future__ import annotations
 
 import builtins
-import difflib
 import importlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -287,8 +286,7 @@ def parse_options(alias: str, options: Any) -> tuple[str | None, int, float, flo
         raise InvalidTaskBackend(f"{where} must be a dict, got {options!r}")
     for key in options:
         if key not in OPTION_KEYS:
-            close = difflib.get_close_matches(str(key), OPTION_KEYS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = errors.did_you_mean(key, OPTION_KEYS)
             raise InvalidTaskBackend(f"{where}: unknown option {key!r}{hint} (known: "
                                      f"{', '.join(OPTION_KEYS)})")
     app_path = options.get("APP")

@@ -13,12 +13,11 @@ then to the default, as for a plain App; an unknown key is an error naming the c
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.errors import ConfigurationError
+from conveyor.errors import ConfigurationError, did_you_mean
 
 # settings.CONVEYOR key -> App argument
 APP_KEYS: dict[str, str] = {
@@ -50,8 +49,7 @@ def parse(raw: object) -> DjangoConfig:
         raise ConfigurationError(f"settings.CONVEYOR must be a dict, got {raw!r}")
     for key in raw:
         if key not in KEYS:
-            close = difflib.get_close_matches(str(key), KEYS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, KEYS)
             raise ConfigurationError(f"settings.CONVEYOR[{key!r}] is not a Conveyor "
                                      f"setting{hint} (they are: {', '.join(KEYS)})")
     app_path = raw.get("APP")

@@ -4,7 +4,6 @@ registers the tasks declared on it there, and follows ``current_app`` when it pu
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import weakref
@@ -25,7 +24,7 @@ from conveyor.contrib.flask.tasks import (
     SharedTaskDecorator,
     in_app_context,
 )
-from conveyor.errors import ConfigurationError
+from conveyor.errors import ConfigurationError, did_you_mean
 from conveyor.middleware.base import Middleware, MiddlewareStack
 
 if TYPE_CHECKING:
@@ -58,8 +57,7 @@ def app_options(config: Mapping[str, Any]) -> dict[str, Any]:
         if not key.startswith("CONVEYOR_"):
             continue
         if key not in CONFIG_KEYS:
-            close = difflib.get_close_matches(key, list(CONFIG_KEYS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, CONFIG_KEYS)
             raise ConfigurationError(f"app.config[{key!r}] is not a Conveyor setting{hint} "
                                      f"(they are: {', '.join(CONFIG_KEYS)})")
         if value is not None:
