@@ -410,3 +410,23 @@ def test_a_worker_process_runs_django_tasks(start_django: Callable[..., Any],
     assert results["orm"].return_value == 1 and results["async-orm"].return_value == 1
     assert results["emails"].return_value == "sent to b@example.com"
     assert all(r.worker_ids == waiting.worker_ids for r in results.values())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_django_task_survives_its_worker_being_killed(start_django: Callable[..., Any],
+                                                        tmp_path: Path) -> None:
+    """SIGKILL the whole worker while a django.tasks task runs: another worker runs it
+    again once the lease lapses, and get_result ends SUCCESSFUL."""
+    import signal
+
+    gate = tmp_path / "gate"
+    running = dj_tasks.wait_for.enqueue(str(gate))
+    short_lease = {"CONVEYOR_LEASE_SECONDS": "2"}
+    first = start_django("conveyor", "worker", "-p", "1", "-t", "1", env=short_lease)
+    finished(running, until=lambda r: r.status == RUNNING, log=first.output)
+    first.signal_group(signal.SIGKILL)
+    first.proc.wait(10)
+    second = start_django("conveyor", "worker", "-p", "1", "-t", "1", env=short_lease)
+    gate.touch()
+    finished(running, log=second.output)
+    assert running.status == SUCCESSFUL and running.return_value == "done"
