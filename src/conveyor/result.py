@@ -69,7 +69,8 @@ class ResultRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     task: str = ""
     result: Any = None
     error: ErrorInfo | None = None
-    progress: tuple[float, float | None, str | None] | None = None
+    # int | float: a count reported as 3 of 40 reads back as 3 of 40, not 3.0 of 40.0
+    progress: tuple[int | float, int | float | None, str | None] | None = None
     attempt: int = 0
     updated: float = 0.0
     retry_at: float | None = None

@@ -43,6 +43,19 @@ def test_stored_record_comes_back_as_json_types(result_store: ResultStore) -> No
     assert (got.attempt, got.updated, got.retry_at) == (2, sent.updated, 1234.5)
 
 
+def test_progress_counted_in_whole_numbers_reads_back_as_whole_numbers(
+        result_store: ResultStore) -> None:
+    # task.progress(3, 40, "rows") shows "3 of 40 rows", not "3.0 of 40.0 rows"
+    counted, measured = record(progress=(3, 40, "rows")), record(progress=(0.5, 1.5, None))
+    result_store.store([(counted, TTL), (measured, TTL)])
+    got = result_store.get(counted.id)
+    assert got is not None and got.progress is not None
+    assert got.progress == (3, 40, "rows")
+    assert (type(got.progress[0]), type(got.progress[1])) == (int, int)
+    fractional = result_store.get(measured.id)
+    assert fractional is not None and fractional.progress == (0.5, 1.5, None)
+
+
 def test_a_tuple_result_comes_back_as_a_list(result_store: ResultStore) -> None:
     sent = record(result=(1, "two", 3.0))
 

@@ -72,7 +72,7 @@ def progress_json(progress: Progress | None, state: State) -> dict[str, Any] | N
     fraction = progress.fraction
     if fraction is None:  # no total to measure against (an export of no contacts)
         fraction = 1.0 if state is State.SUCCESS else 0.0
-    return {"current": _number(progress.current), "total": _number(progress.total),
+    return {"current": progress.current, "total": progress.total,
             "message": progress.message, "percent": int(fraction * 100)}  # 100 only when done
 
 
@@ -81,10 +81,6 @@ def error_text(result: AsyncResult[Any]) -> str:
     if isinstance(outcome, TaskError):
         return outcome.message or outcome.type
     return f"cancelled: {outcome}" if outcome else "cancelled"
-
-
-def _number(value: float | None) -> float | int | None:
-    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _contacts(count: int) -> str:

@@ -62,7 +62,8 @@ class Prepared:
     task: Task[Any, Any]
 
 
-def _stored(progress: Progress | None) -> tuple[float, float | None, str | None] | None:
+def _stored(progress: Progress | None
+            ) -> tuple[int | float, int | float | None, str | None] | None:
     return (progress.current, progress.total, progress.message) if progress else None
 
 

@@ -115,7 +115,8 @@ class TaskResult(models.Model):
             error = ErrorInfo(self.error_type, self.error_message, self.traceback)
         progress = None
         if self.progress_current is not None:
-            progress = (self.progress_current, self.progress_total, self.progress_label)
+            progress = (_count(self.progress_current) or 0, _count(self.progress_total),
+                        self.progress_label)
         return ResultRecord(
             id=self.task_id, state=State(self.state), task=self.task_name,
             result=None if self.result is None else msgspec.json.decode(self.result),
@@ -158,3 +159,8 @@ class Value(models.Model):
     key = models.CharField(max_length=255, primary_key=True)
     value = models.TextField()
     expires_at = models.DateTimeField(db_index=True)
+
+
+def _count(value: float | None) -> int | float | None:
+    """A FloatField keeps no int: a whole number reads back as one (3 of 40 rows)."""
+    return int(value) if value is not None and float(value).is_integer() else value
