@@ -24,10 +24,10 @@ if TYPE_CHECKING:
     from conveyor.canvas import Signature, chain, chord, group
     from conveyor.context import TaskContext
     from conveyor.errors import Retry, TaskError
-    from conveyor.result import AsyncResult, GroupResult, Progress, State
+    from conveyor.result import AsyncResult, GroupResult, Progress, Snapshot, State
 
-__all__ = ["App", "AsyncResult", "GroupResult", "Progress", "Retry", "Signature", "State",
-           "TaskContext", "TaskError", "chain", "chord", "cron", "every", "group"]
+__all__ = ["App", "AsyncResult", "GroupResult", "Progress", "Retry", "Signature", "Snapshot",
+           "State", "TaskContext", "TaskError", "chain", "chord", "cron", "every", "group"]
 
 _HOMES = {
     "App": "conveyor.app",
@@ -38,6 +38,7 @@ _HOMES = {
     "chord": "conveyor.canvas",
     "group": "conveyor.canvas",
     "Progress": "conveyor.result",
+    "Snapshot": "conveyor.result",
     "Retry": "conveyor.errors",
     "State": "conveyor.result",
     "TaskContext": "conveyor.context",

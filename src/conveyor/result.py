@@ -76,10 +76,59 @@ class ResultRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     retry_at: float | None = None
 
 
+class Snapshot:
+    """A task's stored state read once: state, progress, result and traceback all from
+    the same moment. What a status endpoint wants, instead of one read per property of
+    `AsyncResult` (which could see the task finish between two of them)."""
+
+    __slots__ = ("id", "record")
+
+    def __init__(self, task_id: str, record: ResultRecord | None) -> None:
+        self.id = task_id
+        self.record = record  # None: nothing stored yet (PENDING) or expired
+
+    def __repr__(self) -> str:
+        return f"<Snapshot {self.id} {self.state}>"
+
+    @property
+    def state(self) -> State:
+        return self.record.state if self.record else State.PENDING
+
+    def ready(self) -> bool:
+        return self.state.is_final
+
+    def successful(self) -> bool:
+        return self.state is State.SUCCESS
+
+    def failed(self) -> bool:
+        return self.state is State.FAILURE
+
+    @property
+    def result(self) -> Any:
+        """The value on SUCCESS, a `TaskError` on FAILURE, the reason on REVOKED, else None."""
+        record = self.record
+        if record is None:
+            return None
+        if record.error is not None and record.state in (State.FAILURE, State.RETRY):
+            return record.error.to_exception()
+        return record.result
+
+    @property
+    def traceback(self) -> str | None:
+        record = self.record
+        return record.error.traceback if record and record.error else None
+
+    @property
+    def progress(self) -> Progress | None:
+        record = self.record
+        return Progress(*record.progress) if record and record.progress else None
+
+
 class AsyncResult(Generic[R]):
     """A handle on one task: its state, progress and eventually its value or error.
 
-    Cheap to create (no I/O): every property reads the result store when accessed.
+    Cheap to create (no I/O): every property reads the result store when accessed;
+    `snapshot()` reads it once for several.
     """
 
     __slots__ = ("id", "app")
@@ -97,42 +146,36 @@ class AsyncResult(Generic[R]):
     def __hash__(self) -> int:
         return hash(self.id)
 
-    def _record(self) -> ResultRecord | None:
-        return self.app.results.get(self.id)
+    def snapshot(self) -> Snapshot:
+        """Read the store once: ``s = result.snapshot()``, then ``s.state``,
+        ``s.progress``, ``s.result`` and ``s.traceback`` agree with each other."""
+        return Snapshot(self.id, self.app.results.get(self.id))
 
     @property
     def state(self) -> State:
-        record = self._record()
-        return record.state if record else State.PENDING
+        return self.snapshot().state
 
     def ready(self) -> bool:
-        return self.state.is_final
+        return self.snapshot().ready()
 
     def successful(self) -> bool:
-        return self.state is State.SUCCESS
+        return self.snapshot().successful()
 
     def failed(self) -> bool:
-        return self.state is State.FAILURE
+        return self.snapshot().failed()
 
     @property
     def result(self) -> Any:
         """The value on SUCCESS, a `TaskError` on FAILURE, the reason on REVOKED, else None."""
-        record = self._record()
-        if record is None:
-            return None
-        if record.error is not None and record.state in (State.FAILURE, State.RETRY):
-            return record.error.to_exception()
-        return record.result
+        return self.snapshot().result
 
     @property
     def traceback(self) -> str | None:
-        record = self._record()
-        return record.error.traceback if record and record.error else None
+        return self.snapshot().traceback
 
     @property
     def progress(self) -> Progress | None:
-        record = self._record()
-        return Progress(*record.progress) if record and record.progress else None
+        return self.snapshot().progress
 
     def get(self, timeout: float | None = None) -> R:
         """Wait for the task to finish and return its value.

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conveyor import App, Progress, State, TaskContext, TaskError
+from conveyor import App, Progress, Snapshot, State, TaskContext, TaskError
 from conveyor.testing import run_until_idle
 
 
@@ -340,3 +340,25 @@ def test_arguments_that_no_longer_fit_on_the_worker_fail_without_running(app: Ap
         result.get(timeout=1)
     assert info.value.type == "TypeError"
     assert len(app.broker.dead_letters()) == 1
+
+
+def test_a_snapshot_reads_the_store_once_and_stays_consistent() -> None:
+    app = App("snap", broker="memory://")
+
+    @app.task(bind=True)
+    def count(task: TaskContext, n: int) -> int:
+        task.progress(n, n, "rows")
+        return n
+
+    result = count.delay(3)
+    before = result.snapshot()
+    run_until_idle(app)
+    after = result.snapshot()
+    # the first snapshot still shows the moment it was taken
+    assert isinstance(before, Snapshot)
+    assert (before.state, before.progress, before.result, before.ready()) == (
+        State.PENDING, None, None, False)
+    assert (after.state, after.result, after.successful()) == (State.SUCCESS, 3, True)
+    assert after.progress == (3, 3, "rows")
+    assert result.state is State.SUCCESS and result.result == 3  # the properties agree
+    app.close()

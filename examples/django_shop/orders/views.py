@@ -99,7 +99,7 @@ def export_status(export: Export) -> dict[str, Any]:
         done = {"current": export.rows, "total": export.rows, "percent": 100}
         return {"state": "SUCCESS", "progress": done, "error": None,
                 "download_url": reverse("export-download", args=[export.pk])}
-    result = app.AsyncResult(export.task_id)
+    result = app.AsyncResult(export.task_id).snapshot()  # one read: every field agrees
     state, progress = result.state, result.progress
     return {
         "state": str(state),  # PENDING (queued), STARTED, RETRY, SUCCESS or FAILURE

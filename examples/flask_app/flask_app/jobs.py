@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import url_for
 
-from conveyor import AsyncResult, Progress, State, TaskError
+from conveyor import AsyncResult, Progress, Snapshot, State, TaskError
 from flask_app.extensions import conveyor, db
 from flask_app.models import Job
 
@@ -38,8 +38,8 @@ def recent_jobs(limit: int = 50) -> list[Job]:
 
 def job_status(job: Job) -> dict[str, Any]:
     """What /jobs/<id>.json returns, and what the job page renders first."""
-    result = conveyor.AsyncResult(job.id)
-    state = result.state  # read first: once final, the reads below can't disagree with it
+    result = conveyor.AsyncResult(job.id).snapshot()  # one read: every field agrees
+    state = result.state
     status: dict[str, Any] = {
         "id": job.id, "kind": job.kind, "description": job.description,
         "state": state.value, "label": STATE_LABELS[state],
@@ -76,7 +76,7 @@ def progress_json(progress: Progress | None, state: State) -> dict[str, Any] | N
             "message": progress.message, "percent": int(fraction * 100)}  # 100 only when done
 
 
-def error_text(result: AsyncResult[Any]) -> str:
+def error_text(result: Snapshot) -> str:
     outcome = result.result
     if isinstance(outcome, TaskError):
         return outcome.message or outcome.type
