@@ -1,4 +1,4 @@
-"""The read-mostly CLI commands (status, result, purge, dead) on a SQLite store, run
+"""The read-mostly CLI commands (status, result, revoke, purge, dead) on a SQLite store, run
 in-process through click's CliRunner."""
 
 from __future__ import annotations
@@ -262,3 +262,52 @@ def test_dead_purge_with_force_deletes_them(tasks: ModuleType) -> None:
     assert "deleted 2 dead letter(s)" in result.output
     assert app_of(tasks).broker.dead_letters() == []
     assert invoke("dead", "list", "-A", MODULE).output.strip() == "no dead letters"
+
+
+# -- conveyor revoke ----------------------------------------------------------------------
+
+
+def test_cli_revokes_waiting_tasks_and_exits_zero(tasks: ModuleType) -> None:
+    now, later = tasks.add.delay(1, 2), tasks.add.apply_async((3, 4), countdown=3600)
+
+    result = invoke("revoke", "-A", MODULE, now.id, later.id)
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [f"{now.id}: revoked", f"{later.id}: revoked"]
+    shown = invoke("result", "-A", MODULE, now.id)
+    assert "REVOKED" in shown.output and "revoked before it started" in shown.output
+    status = tasks.app.broker.stats()["default"]
+    assert (status.ready, status.scheduled) == (0, 0)
+
+
+def test_cli_says_which_were_not_pending_and_exits_one(tasks: ModuleType) -> None:
+    done = tasks.add.delay(0, 0)
+    run_until_idle(tasks.app)
+    waiting_task = tasks.add.delay(1, 1)
+
+    result = invoke("revoke", "-A", MODULE, done.id, waiting_task.id, "no-such-id")
+
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"{done.id}: not pending (running, finished or unknown), left alone",
+        f"{waiting_task.id}: revoked",
+        "no-such-id: not pending (running, finished or unknown), left alone",
+    ]
+    assert done.get(timeout=1) == 0
+
+
+def test_cli_needs_at_least_one_id(tasks: ModuleType) -> None:
+    result = invoke("revoke", "-A", MODULE)
+
+    assert result.exit_code == 2
+    assert "Missing argument" in result.output
+
+
+def test_cli_rejects_an_empty_id(tasks: ModuleType) -> None:
+    kept = tasks.add.delay(1, 1)
+
+    result = invoke("revoke", "-A", MODULE, kept.id, "")
+
+    assert result.exit_code == 2
+    assert "empty task id" in result.output
+    assert tasks.app.broker.stats()["default"].ready == 1

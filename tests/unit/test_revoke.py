@@ -3,19 +3,12 @@ running, finished and unknown ones are left alone."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-import textwrap
 from collections.abc import Iterator, Sequence
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import click.testing
 import pytest
 
 from conveyor import App, TaskError, chain, chord, group
-from conveyor.cli import main
 from conveyor.errors import BrokerUnavailable
 from conveyor.message import Message
 from conveyor.middleware.base import Middleware
@@ -268,88 +261,6 @@ def test_if_the_revocation_cant_be_recorded_the_task_is_put_back_and_runs(
     app.use(results=MemoryResultStore())
     run_until_idle(app)
     assert result.get(timeout=1) == 10
-
-
-# -- conveyor revoke ----------------------------------------------------------------------
-
-MODULE = "cli_revoke_app"
-
-SOURCE = """
-    from conveyor import App
-
-    app = App("cli", broker="sqlite:///{db}")
-
-    @app.task(name="add")
-    def add(x: int, y: int) -> int:
-        return x + y
-"""
-
-
-@pytest.fixture
-def cli_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """A task module on a SQLite file in tmp_path, importable as MODULE."""
-    for var in ("CONVEYOR_BROKER_URL", "CONVEYOR_RESULTS_URL", "CONVEYOR_SIGNING_KEY",
-                "CONVEYOR_APP"):
-        monkeypatch.delenv(var, raising=False)
-    (tmp_path / f"{MODULE}.py").write_text(
-        textwrap.dedent(SOURCE.format(db=tmp_path / "conveyor.db")))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.invalidate_caches()
-    module = importlib.import_module(MODULE)
-    yield module
-    module.app.close()
-    sys.modules.pop(MODULE, None)
-
-
-def invoke(*args: str) -> click.testing.Result:
-    return click.testing.CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
-def test_cli_revokes_waiting_tasks_and_exits_zero(cli_tasks: ModuleType) -> None:
-    now, later = cli_tasks.add.delay(1, 2), cli_tasks.add.apply_async((3, 4), countdown=3600)
-
-    result = invoke("revoke", "-A", MODULE, now.id, later.id)
-
-    assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == [f"{now.id}: revoked", f"{later.id}: revoked"]
-    shown = invoke("result", "-A", MODULE, now.id)
-    assert "REVOKED" in shown.output and "revoked before it started" in shown.output
-    status = cli_tasks.app.broker.stats()["default"]
-    assert (status.ready, status.scheduled) == (0, 0)
-
-
-def test_cli_says_which_were_not_pending_and_exits_one(cli_tasks: ModuleType) -> None:
-    done = cli_tasks.add.delay(0, 0)
-    run_until_idle(cli_tasks.app)
-    waiting_task = cli_tasks.add.delay(1, 1)
-
-    result = invoke("revoke", "-A", MODULE, done.id, waiting_task.id, "no-such-id")
-
-    assert result.exit_code == 1
-    assert result.output.splitlines() == [
-        f"{done.id}: not pending (running, finished or unknown), left alone",
-        f"{waiting_task.id}: revoked",
-        "no-such-id: not pending (running, finished or unknown), left alone",
-    ]
-    assert done.get(timeout=1) == 0
-
-
-def test_cli_needs_at_least_one_id(cli_tasks: ModuleType) -> None:
-    result = invoke("revoke", "-A", MODULE)
-
-    assert result.exit_code == 2
-    assert "Missing argument" in result.output
-
-
-def test_cli_rejects_an_empty_id(cli_tasks: ModuleType) -> None:
-    kept = cli_tasks.add.delay(1, 1)
-
-    result = invoke("revoke", "-A", MODULE, kept.id, "")
-
-    assert result.exit_code == 2
-    assert "empty task id" in result.output
-    assert cli_tasks.app.broker.stats()["default"].ready == 1
 
 
 def test_async_result_revoke_revokes_a_waiting_task_once(app: App) -> None:
