@@ -177,11 +177,7 @@ class App:
         """The App's arguments, then ``CONVEYOR_*`` variables, then defaults. The URL
         schemes are checked now; a driver is imported on first use (a worker's
         supervisor never uses it, and redis-py with ssl would cost every process MBs)."""
-        settings = resolve_settings(self.name, **self._options)
-        brokers.check_scheme(settings.broker_url, brokers.BACKENDS, "broker")
-        brokers.check_scheme(settings.effective_results_url, result_stores.BACKENDS,
-                             "result store")
-        return settings
+        return check_schemes(resolve_settings(self.name, **self._options))
 
     # -- connections -----------------------------------------------------------------
 
@@ -433,6 +429,14 @@ class App:
         if needed(completions):
             Followups(self).run(completions)
         return [task_id for task_id in ids if task_id in removed]
+
+
+def check_schemes(settings: Settings) -> Settings:
+    """Raise ConfigurationError unless a broker and a result store serve the URLs' schemes."""
+    brokers.check_scheme(settings.broker_url, brokers.BACKENDS, "broker")
+    brokers.check_scheme(settings.effective_results_url, result_stores.BACKENDS,
+                         "result store")
+    return settings
 
 
 def check_task_options(name: str, options: dict[str, Any], middleware: MiddlewareStack) -> None:

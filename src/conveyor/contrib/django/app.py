@@ -8,7 +8,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from functools import partial
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
-from conveyor.app import App
+from conveyor.app import App, check_schemes
 from conveyor.config import Settings, resolve_settings
 from conveyor.context import TaskContext
 from conveyor.contrib.django import config
@@ -101,16 +101,7 @@ class DjangoApp(App):
 
             from_config(self, found.beat_schedule)
         self._configured = True
-        self._check_schemes(settings)
-        return settings
-
-    def _check_schemes(self, settings: Settings) -> None:
-        from conveyor import brokers
-        from conveyor import results as result_stores
-
-        brokers.check_scheme(settings.broker_url, brokers.BACKENDS, "broker")
-        brokers.check_scheme(settings.effective_results_url, result_stores.BACKENDS,
-                             "result store")
+        return check_schemes(settings)
 
     def publish(self, messages: Sequence[Message], param_names: Sequence[str] = ()) -> None:
         """As `App.publish`; with ``ENQUEUE_ON_COMMIT`` inside a transaction, the
