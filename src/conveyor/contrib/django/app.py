@@ -173,23 +173,31 @@ class BoundDjangoTaskDecorator:
         return self.app.register(fn, bind=True, **self.options)
 
 
+A = TypeVar("A", bound=App)
+
+
+def import_app(path: str, setting: str, kind: type[A], error: type[Exception],
+               expected: str) -> A:
+    """The `kind` of App a ``"module:attribute"`` setting names, or `error` saying which
+    setting is wrong and why."""
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise error(f"{setting} = {path!r}: can't import {module_name!r}: {exc}") from exc
+    found = getattr(module, attr, None)
+    if not isinstance(found, kind):
+        raise error(f"{setting} = {path!r} names {found!r}, not {expected}")
+    return found
+
+
 def load_project_app(app_path: str | None) -> DjangoApp:
     """The App ``settings.CONVEYOR["APP"]`` names (``"proj.conveyor:app"``), or, when it
     names none, a `DjangoApp` configured from the settings alone."""
     if app_path is None:
         return DjangoApp()
-    module_name, _, attr = app_path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"settings.CONVEYOR['APP'] = {app_path!r}: can't import "
-                                 f"{module_name!r}: {exc}") from exc
-    found = getattr(module, attr, None)
-    if not isinstance(found, DjangoApp):
-        raise ConfigurationError(
-            f"settings.CONVEYOR['APP'] = {app_path!r} names {found!r}, not a DjangoApp: "
-            "define app = DjangoApp('proj') there")
-    return found
+    return import_app(app_path, "settings.CONVEYOR['APP']", DjangoApp, ConfigurationError,
+                      "a DjangoApp: define app = DjangoApp('proj') there")
 
 
 def project_app() -> DjangoApp:

@@ -17,7 +17,6 @@ on the task's queue, at its priority mapped onto 0..9, due at its ``run_after``.
 from __future__ import annotations
 
 import builtins
-import importlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -266,17 +265,9 @@ def to_timestamp(value: datetime | None) -> float | None:
 
 def load_app(path: str) -> App:
     """The App ``OPTIONS["APP"]`` names (``"module:attribute"``)."""
-    module_name, _, attr = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InvalidTaskBackend(f"OPTIONS['APP'] = {path!r}: can't import {module_name!r}: "
-                                 f"{exc}") from exc
-    found = getattr(module, attr, None)
-    if not isinstance(found, App):
-        raise InvalidTaskBackend(f"OPTIONS['APP'] = {path!r} names {found!r}, not a Conveyor "
-                                 "App")
-    return found
+    from conveyor.contrib.django.app import import_app
+
+    return import_app(path, "OPTIONS['APP']", App, InvalidTaskBackend, "a Conveyor App")
 
 
 def parse_options(alias: str, options: Any) -> tuple[str | None, int, float, float]:
