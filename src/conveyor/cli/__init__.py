@@ -17,5 +17,8 @@ def main() -> None:
     """Conveyor: a task queue that loses nothing."""
 
 
-for command in (worker.worker, beat.beat, *inspect.COMMANDS):
+# Every command; the Flask and Django command groups offer the same ones.
+COMMANDS = (worker.worker, beat.beat, *inspect.COMMANDS)
+
+for command in COMMANDS:
     main.add_command(command)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from conveyor.app import App
-from conveyor.cli import beat, inspect, worker
+from conveyor.cli import COMMANDS
 
 
 @click.group("conveyor")
@@ -34,5 +34,5 @@ def worker_app() -> App:
     return project_app()
 
 
-for command in (worker.worker, beat.beat, *inspect.COMMANDS):
+for command in COMMANDS:
     conveyor_cli.add_command(command)

@@ -16,7 +16,7 @@ import click
 from flask.cli import ScriptInfo
 
 from conveyor.app import App
-from conveyor.cli import beat, inspect, worker
+from conveyor.cli import COMMANDS
 
 FLASK_APP_ENV = "CONVEYOR_FLASK_APP"  # how the worker processes find the Flask app
 EXTENSION_KEY = "conveyor"
@@ -48,5 +48,5 @@ def worker_app() -> App:
     return app
 
 
-for command in (worker.worker, beat.beat, *inspect.COMMANDS):
+for command in COMMANDS:
     conveyor_cli.add_command(command)
