@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from conveyor.beat.schedules import Schedule, to_schedule
 from conveyor.errors import ConfigurationError, did_you_mean
@@ -23,6 +23,12 @@ T = TypeVar("T", bound=Task[Any, Any])
 CatchUp = Literal["once", "skip"]
 CATCH_UP = ("once", "skip")
 CONFIG_KEYS = ("task", "schedule", "args", "kwargs", "catch_up", "queue", "priority")
+
+
+class Checkable(Protocol):
+    """A task, or a task declared before its App exists (the Flask extension's)."""
+
+    def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ class PeriodicTask:
         except ValueError as exc:
             raise ConfigurationError(f"{where}: {exc}") from None
 
-    def check_arguments(self, task: Task[Any, Any]) -> None:
+    def check_arguments(self, task: Checkable) -> None:
         try:
             task.check_arguments(self.args, self.kwargs)
         except TypeError as exc:

@@ -112,8 +112,8 @@ class Conveyor:
         app = App(options.pop("name", flask_app.name), middleware=self.middleware, **options)
         for shared in self._tasks.values():
             self._register(flask_app, app, shared)
-        for entry in self._periodic:
-            self._schedule(app, entry)
+        for entry in self._periodic:  # their arguments were checked when declared
+            add(app, entry)
         flask_app.extensions[EXTENSION_KEY] = app
         self._flask_apps.add(flask_app)
         self._last = weakref.ref(flask_app)
@@ -223,13 +223,10 @@ class Conveyor:
             entry = PeriodicTask(name=name or shared.name, task=shared.name, schedule=checked,
                                  args=tuple(args), kwargs=dict(kwargs or {}),
                                  catch_up=catch_up, queue=queue, priority=priority)
-            try:
-                shared.check_arguments(entry.args, entry.kwargs)
-            except TypeError as exc:
-                raise ConfigurationError(f"periodic task {entry.name!r}: {exc}") from None
+            entry.check_arguments(shared)
             self._periodic.append(entry)
             for app in self.apps.values():
-                self._schedule(app, entry)
+                add(app, entry)
             return shared
 
         return decorate
@@ -237,11 +234,6 @@ class Conveyor:
     @staticmethod
     def _register(flask_app: Flask, app: App, shared: SharedTask[Any, Any]) -> None:
         app.register(in_app_context(flask_app, shared.fn), name=shared.name, **shared.options)
-
-    @staticmethod
-    def _schedule(app: App, entry: PeriodicTask) -> None:
-        entry.check_arguments(app.tasks[entry.task])
-        add(app, entry)
 
     # -- the App API, on the current App -------------------------------------------------
 
