@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -140,15 +140,17 @@ def result_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Res
 
 
 class ConveyorProcess:
-    """`python -m conveyor ARGS` (or `python -m PROGRAM ARGS`: flask, django-admin...)
-    started in its own process group, logging to a file."""
+    """`python -m conveyor ARGS` (or `python LAUNCHER ARGS`: ``-m flask``, ``manage.py``...)
+    started in its own process group, logging to a file in `log_dir` (default: `cwd`)."""
 
     def __init__(self, cwd: Path, env: dict[str, str], args: list[str],
-                 program: str = "conveyor") -> None:
-        self.log = cwd / f"{args[0]}-{time.monotonic_ns()}.log"
+                 launcher: Sequence[str] = ("-m", "conveyor"),
+                 log_dir: Path | None = None) -> None:
+        self.args = args
+        self.log = (log_dir or cwd) / f"{args[0]}-{time.monotonic_ns()}.log"
         self._log_file = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", program, *args],
+            [sys.executable, *launcher, *args],
             cwd=cwd, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

@@ -18,7 +18,7 @@ class DjangoProcess(ConveyorProcess):
     """`python -m django ARGS` (django-admin) with the test settings."""
 
     def __init__(self, cwd: Path, env: dict[str, str], args: list[str]) -> None:
-        super().__init__(cwd, env, args, program="django")
+        super().__init__(cwd, env, args, launcher=("-m", "django"))
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, ConveyorProcess
 
 EXAMPLE_DIR = ROOT / "examples" / "django_shop"
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
@@ -37,28 +37,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class ManageProcess:
+class ManageProcess(ConveyorProcess):
     """``python manage.py ARGS`` in the example's directory, in its own process group,
     logging to a file in the test's tmp dir."""
 
     def __init__(self, log_dir: Path, env: dict[str, str], args: list[str]) -> None:
-        self.args = args
-        self.log = log_dir / f"{args[0]}-{time.monotonic_ns()}.log"
-        self._log_file = self.log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", *args], cwd=EXAMPLE_DIR, env=env,
-            stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, 9)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
-        self._log_file.close()
+        super().__init__(EXAMPLE_DIR, env, args, launcher=("manage.py",), log_dir=log_dir)
 
 
 @dataclass

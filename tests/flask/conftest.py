@@ -17,7 +17,7 @@ class FlaskProcess(ConveyorProcess):
     """`python -m flask ARGS` with ``FLASK_APP=app_path``, in its own process group."""
 
     def __init__(self, cwd: Path, env: dict[str, str], app_path: str, args: list[str]) -> None:
-        super().__init__(cwd, {**env, "FLASK_APP": app_path}, args, program="flask")
+        super().__init__(cwd, {**env, "FLASK_APP": app_path}, args, launcher=("-m", "flask"))
 
 
 @pytest.fixture
