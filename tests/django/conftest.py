@@ -36,3 +36,18 @@ def start_django(tmp_path: Path) -> Iterator[Callable[..., DjangoProcess]]:
     yield start
     for process in started:
         process.kill()
+
+
+@pytest.fixture
+def clean_backend() -> Iterator[None]:
+    """The default django.tasks backend emptied before and after the test, and what the
+    test tasks recorded in this process forgotten (Django 6 only)."""
+    from django.tasks import default_task_backend
+
+    from conveyor.contrib.django.testing import reset
+    from tests.django import dj_tasks
+
+    reset(default_task_backend)
+    dj_tasks.RAN.clear()
+    yield
+    reset(default_task_backend)

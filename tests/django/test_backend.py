@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from django.utils import timezone  # noqa: E402
 
 from conveyor.contrib.django.app import project_app  # noqa: E402
 from conveyor.contrib.django.backend import ConveyorBackend, conveyor_priority  # noqa: E402
-from conveyor.contrib.django.testing import reset, run_worker  # noqa: E402
+from conveyor.contrib.django.testing import run_worker  # noqa: E402
 from conveyor.errors import TaskError  # noqa: E402
 from tests.django import dj_tasks  # noqa: E402
 from tests.django.testapp.models import Order  # noqa: E402
@@ -44,12 +44,7 @@ FAILED, SUCCESSFUL = TaskResultStatus.FAILED, TaskResultStatus.SUCCESSFUL
 BACKEND = "conveyor.contrib.django.backend.ConveyorBackend"
 
 
-@pytest.fixture(autouse=True)
-def clean() -> Iterator[None]:
-    reset(default_task_backend)
-    dj_tasks.RAN.clear()
-    yield
-    reset(default_task_backend)
+pytestmark = pytest.mark.usefixtures("clean_backend")
 
 
 def finished(result: Any, timeout: float = 30.0, until: Callable[[Any], bool] | None = None,

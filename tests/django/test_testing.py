@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -21,12 +20,7 @@ from tests.django.testapp.models import Order  # noqa: E402
 READY, SUCCESSFUL = TaskResultStatus.READY, TaskResultStatus.SUCCESSFUL
 
 
-@pytest.fixture(autouse=True)
-def clean() -> Iterator[None]:
-    reset(default_task_backend)
-    dj_tasks.RAN.clear()
-    yield
-    reset(default_task_backend)
+pytestmark = pytest.mark.usefixtures("clean_backend")
 
 
 def test_run_worker_runs_by_priority_then_due_time_then_enqueue_order() -> None:
