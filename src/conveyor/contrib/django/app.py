@@ -75,7 +75,6 @@ class DjangoApp(App):
         super().__init__(name or "django", broker, results,
                          middleware=[CloseOldConnections(), *middleware], **options)
         self.enqueue_on_commit = False
-        self._configured = False
 
     @property
     def name(self) -> str:
@@ -96,11 +95,10 @@ class DjangoApp(App):
         given = {k: v for k, v in self._options.items() if v is not None}
         settings = resolve_settings(self._name, **{**found.app_options, **given})
         self.enqueue_on_commit = found.enqueue_on_commit
-        if found.beat_schedule and not self._configured:
+        if found.beat_schedule and self._settings is None:  # the first read only
             from conveyor.beat.entries import from_config
 
             from_config(self, found.beat_schedule)
-        self._configured = True
         return check_schemes(settings)
 
     def publish(self, messages: Sequence[Message], param_names: Sequence[str] = ()) -> None:
