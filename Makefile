@@ -28,14 +28,14 @@ flask-example: $(STAMP)
 django-example: $(STAMP)
 	$(BIN)/python examples/django_shop/run.py
 
-test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/mypy
+test: lint
 	$(BIN)/python -m pytest
 
+# ruff, mypy --strict, and the layering contracts of pyproject.toml (docs/architecture.md)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sqlite_throughput.py

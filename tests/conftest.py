@@ -15,15 +15,14 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
-from conveyor.brokers.base import Broker
-from conveyor.brokers.memory import MemoryBroker
-from conveyor.brokers.sqlite import SQLiteBroker
-from conveyor.results.base import ResultStore
-from conveyor.results.memory import MemoryResultStore
-from conveyor.results.sqlite import SQLiteResultStore
+from conveyor.backends.memory import MemoryBroker, MemoryCoordination, MemoryResultStore
+from conveyor.backends.sqlite import SQLiteBroker, SQLiteCoordination, SQLiteResultStore
+from conveyor.broker import Broker
+from conveyor.store import Coordination, ResultStore
 
 pytest_plugins = ["tests.redis_servers"]
 
@@ -82,8 +81,43 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'conveyor.db'}"
 
 
+class Clock:
+    """The wall clock of the stores a contract test runs against. The in-process ones
+    (memory, SQLite) read a fake one, so `advance()` moves their time at once: leases,
+    schedules and TTLs run out without waiting. The others read the real clock (Redis
+    its server's), so `advance()` sleeps."""
+
+    IN_PROCESS = ("memory", "sqlite")
+
+    def __init__(self, kind: str) -> None:
+        self.fake = kind in self.IN_PROCESS
+        self._now = time.time()
+
+    def time(self) -> float:
+        return self._now if self.fake else time.time()
+
+    def advance(self, seconds: float) -> None:
+        if self.fake:
+            self._now += seconds
+        else:
+            time.sleep(seconds)
+
+
+STORE_FIXTURES = ("make_broker", "result_store", "coordination")
+
+
+@pytest.fixture
+def clock(request: pytest.FixtureRequest) -> Clock:
+    """The clock of the store kind this test runs against (see `Clock`)."""
+    params = getattr(request.node, "callspec", None)
+    given = params.params if params is not None else {}
+    kind = next((str(v) for k, v in given.items() if k in STORE_FIXTURES), "real")
+    return Clock(kind)
+
+
 @pytest.fixture(params=BROKERS)
-def make_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Broker]]:
+def make_broker(request: pytest.FixtureRequest, tmp_path: Path,
+                clock: Clock) -> Iterator[Callable[..., Broker]]:
     """A factory of brokers of one kind sharing one store: `make_broker(lease_seconds=1)`."""
     made: list[Broker] = []
     kind: str = request.param
@@ -95,15 +129,16 @@ def make_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Call
         if kind == "memory":
             # One in-process store: extra "connections" share it, as clients of a server do.
             if not memory:
-                memory.append(MemoryBroker(lease_seconds=lease_seconds))
+                memory.append(MemoryBroker(lease_seconds=lease_seconds, clock=clock.time))
             broker = memory[0]
             broker.lease_seconds = lease_seconds
         elif kind.startswith("redis"):
-            from conveyor.brokers.redis import RedisBroker
+            from conveyor.backends.redis import RedisBroker
 
             broker = RedisBroker(redis_url, lease_seconds)
         else:
-            broker = SQLiteBroker(f"sqlite:///{tmp_path / 'broker.db'}", lease_seconds)
+            broker = SQLiteBroker(f"sqlite:///{tmp_path / 'broker.db'}", lease_seconds,
+                                  clock=clock.time)
         made.append(broker)
         return broker
 
@@ -120,23 +155,39 @@ def broker(make_broker: Callable[..., Broker]) -> Broker:
     return make_broker()
 
 
-@pytest.fixture(params=BROKERS)
-def result_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ResultStore]:
-    store: ResultStore
+def store_of_kind(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock,
+                  classes: tuple[type, type, str]) -> Iterator[Any]:
+    """A result store or coordination store of the kind `request.param` names: `classes`
+    are its memory class, SQLite class and the name of its class in the Redis backend."""
+    memory, sqlite, redis_name = classes
     url = ""
     if request.param == "memory":
-        store = MemoryResultStore()
+        store = memory(clock=clock.time)
     elif request.param.startswith("redis"):
-        from conveyor.results.redis import RedisResultStore
+        from conveyor.backends import redis
 
         url = redis_url_for(request, request.param)
-        store = RedisResultStore(url)
+        store = getattr(redis, redis_name)(url)
     else:
-        store = SQLiteResultStore(f"sqlite:///{tmp_path / 'results.db'}")
+        store = sqlite(f"sqlite:///{tmp_path / 'results.db'}", clock=clock.time)
     yield store
     store.close()
     if request.param == "redis":
         drop_namespace(url)
+
+
+@pytest.fixture(params=BROKERS)
+def result_store(request: pytest.FixtureRequest, tmp_path: Path,
+                 clock: Clock) -> Iterator[ResultStore]:
+    yield from store_of_kind(request, tmp_path, clock,
+                             (MemoryResultStore, SQLiteResultStore, "RedisResultStore"))
+
+
+@pytest.fixture(params=BROKERS)
+def coordination(request: pytest.FixtureRequest, tmp_path: Path,
+                 clock: Clock) -> Iterator[Coordination]:
+    yield from store_of_kind(request, tmp_path, clock,
+                             (MemoryCoordination, SQLiteCoordination, "RedisCoordination"))
 
 
 class ConveyorProcess:

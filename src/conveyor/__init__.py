@@ -20,32 +20,56 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from conveyor.app import App
-    from conveyor.beat.schedules import cron, every
     from conveyor.canvas import Signature, chain, chord, group
     from conveyor.context import TaskContext
-    from conveyor.errors import Retry, TaskError
-    from conveyor.result import AsyncResult, GroupResult, Progress, Snapshot, State
-
-__all__ = ["App", "AsyncResult", "GroupResult", "Progress", "Retry", "Signature", "Snapshot",
-           "State", "TaskContext", "TaskError", "chain", "chord", "cron", "every", "group"]
+    from conveyor.errors import (
+        BrokerUnavailable,
+        ConfigurationError,
+        ConveyorError,
+        MessageTooLarge,
+        NotRegistered,
+        Retry,
+        SerializationError,
+        TaskError,
+        TimeLimitExceeded,
+    )
+    from conveyor.middleware import Execution, Middleware, Outcome
+    from conveyor.records import Progress, State
+    from conveyor.result import AsyncResult, GroupResult, Snapshot
+    from conveyor.schedules import cron, every
+    from conveyor.task import Task
 
 _HOMES = {
     "App": "conveyor.app",
     "AsyncResult": "conveyor.result",
     "GroupResult": "conveyor.result",
+    "Snapshot": "conveyor.result",
+    "Progress": "conveyor.records",
+    "State": "conveyor.records",
     "Signature": "conveyor.canvas",
     "chain": "conveyor.canvas",
     "chord": "conveyor.canvas",
     "group": "conveyor.canvas",
-    "Progress": "conveyor.result",
-    "Snapshot": "conveyor.result",
-    "Retry": "conveyor.errors",
-    "State": "conveyor.result",
     "TaskContext": "conveyor.context",
-    "TaskError": "conveyor.errors",
-    "cron": "conveyor.beat.schedules",
-    "every": "conveyor.beat.schedules",
+    "Task": "conveyor.task",
+    "Middleware": "conveyor.middleware",
+    "Execution": "conveyor.middleware",
+    "Outcome": "conveyor.middleware",
+    "cron": "conveyor.schedules",
+    "every": "conveyor.schedules",
+    **dict.fromkeys(
+        ["BrokerUnavailable", "ConfigurationError", "ConveyorError", "MessageTooLarge",
+         "NotRegistered", "Retry", "SerializationError", "TaskError", "TimeLimitExceeded"],
+        "conveyor.errors"),
 }
+
+__all__ = [
+    "App", "AsyncResult", "BrokerUnavailable", "ConfigurationError", "ConveyorError",
+    "Execution", "GroupResult", "MessageTooLarge", "Middleware", "NotRegistered", "Outcome",
+    "Progress", "Retry", "SerializationError", "Signature", "Snapshot", "State", "Task",
+    "TaskContext", "TaskError", "TimeLimitExceeded", "chain", "chord", "cron", "every",
+    "group",
+]
 
 
 def __getattr__(name: str) -> Any:

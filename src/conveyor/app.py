@@ -1,4 +1,5 @@
-"""`App`: the task registry and the wiring of settings, broker, result store and middleware.
+"""`App`: the task registry and the wiring of settings, broker, result store, coordination
+and middleware.
 
 There is no default or "current" app: every task, worker, CLI command and integration is
 handed its App explicitly. Connections are opened lazily, on first use, so defining an
@@ -7,119 +8,38 @@ App at import time does no I/O.
 
 from __future__ import annotations
 
-import inspect
-import sys
 import threading
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    ClassVar,
-    Concatenate,
-    Literal,
-    ParamSpec,
-    TypeVar,
-    overload,
-)
+from typing import Any
 
-import msgspec
-
-from conveyor import brokers, signing
-from conveyor import results as result_stores
-from conveyor.brokers.base import Broker
+from conveyor import backends
+from conveyor.broker import Broker
 from conveyor.config import Settings, mask_url, resolve_settings
-from conveyor.context import TaskContext
-from conveyor.errors import ConfigurationError, did_you_mean
+from conveyor.declare import Declarer
+from conveyor.errors import ConfigurationError
 from conveyor.flow import COLLECT_TASK, collect
-from conveyor.message import Envelope, Message, decode, encode, new_id, now
-from conveyor.middleware.base import Middleware, MiddlewareStack
-from conveyor.middleware.retries import Retries
-from conveyor.middleware.time_limit import TimeLimits
+from conveyor.lifecycle import admin
+from conveyor.message import Envelope, Message, new_id, now, seal
+from conveyor.middleware import Middleware, MiddlewareStack, default_middleware
+from conveyor.options import check_priority, check_queue, to_timestamp
+from conveyor.periodic import PeriodicTask, from_config
 from conveyor.result import AsyncResult
-from conveyor.results.base import ResultStore
-from conveyor.task import (
-    CORE_OPTIONS,
-    OPTION_NAMES,
-    AsyncTask,
-    Task,
-    TaskOptions,
-    check_priority,
-    check_queue,
-    to_timestamp,
-)
-
-if TYPE_CHECKING:
-    from conveyor.beat.entries import PeriodicDecorator, PeriodicTask
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-NOT_YET_SUPPORTED = {
-    "rate_limit": "rate_limit is not available yet in this version of Conveyor",
-}
+from conveyor.store import Coordination, ResultStore
 
 
-def default_middleware() -> list[Middleware]:
-    return [Retries(), TimeLimits()]
-
-
-def default_task_name(fn: Callable[..., Any]) -> str:
-    """``module.function``. A task defined in a script run as ``python shop.py`` is named
-    after the file (``shop.add``), as the worker that imports ``shop`` will name it."""
-    module = fn.__module__
-    if module == "__main__":
-        main = sys.modules["__main__"]
-        spec = getattr(main, "__spec__", None)
-        file = getattr(main, "__file__", None)
-        if spec is not None and spec.name:
-            module = spec.name
-        elif file:
-            module = Path(file).stem
-    return f"{module}.{fn.__qualname__}"
-
-
-class TaskDecorator:
-    """What ``@app.task(...)`` returns before it is applied to the function."""
-
-    def __init__(self, app: App, options: dict[str, Any]) -> None:
-        self.app = app
-        self.options = options
-
-    @overload
-    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]]) -> AsyncTask[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[P, R]) -> Task[P, R]: ...
-    def __call__(self, fn: Callable[..., Any]) -> Task[Any, Any]:
-        return self.app.register(fn, **self.options)
-
-
-class BoundTaskDecorator:
-    """What ``@app.task(bind=True, ...)`` returns: the function's first parameter is the
-    running task's `TaskContext` and is not part of `delay()`'s signature."""
-
-    def __init__(self, app: App, options: dict[str, Any]) -> None:
-        self.app = app
-        self.options = options
-
-    @overload
-    def __call__(
-        self, fn: Callable[Concatenate[TaskContext, P], Coroutine[Any, Any, R]]
-    ) -> AsyncTask[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[Concatenate[TaskContext, P], R]) -> Task[P, R]: ...
-    def __call__(self, fn: Callable[..., Any]) -> Task[Any, Any]:
-        return self.app.register(fn, bind=True, **self.options)
-
-
-class App:
+class App(Declarer):
     """A Conveyor application: its tasks, where their messages go, where results live.
 
     ``App("shop")`` uses ``$CONVEYOR_BROKER_URL``, else ``sqlite:///conveyor.db`` in the
-    working directory; results go to the broker's own store unless ``results=`` (or
-    ``$CONVEYOR_RESULTS_URL``) says otherwise.
+    working directory; results and coordination go to the broker's own store unless
+    ``results=`` (or ``$CONVEYOR_RESULTS_URL``) says otherwise. `middleware` runs after
+    the built-in retries and time limits (docs/middleware.md).
     """
+
+    # Integrations whose configuration isn't readable yet when the App is defined
+    # (Django's settings, while proj/conveyor.py is imported) resolve it on first use.
+    lazy_settings = False
 
     def __init__(
         self,
@@ -146,23 +66,16 @@ class App:
         if not self.lazy_settings:
             self._settings = self.resolve_settings()
         self.middleware = MiddlewareStack([*default_middleware(), *middleware])
-        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.tasks = {}
+        self.schedules: dict[str, PeriodicTask] = {}  # periodic tasks, by schedule name
         self.register(collect, name=COLLECT_TASK)  # ends groups inside workflows
         self.on_publish: Callable[[App], None] | None = None  # set by conveyor.testing.eager
         self._broker: Broker | None = None
         self._results: ResultStore | None = None
+        self._coordination: Coordination | None = None
         self._lock = threading.Lock()
-        self.schedules: dict[str, PeriodicTask] = {}  # periodic tasks, by schedule name
-        if beat_schedule:
-            from conveyor.beat.entries import from_config
-
-            from_config(self, beat_schedule)
-
-    # Integrations whose configuration isn't readable yet when the App is defined
-    # (Django's settings, while proj/conveyor.py is imported) resolve it on first use.
-    lazy_settings: ClassVar[bool] = False
-    task_class: ClassVar[type[Task[Any, Any]]] = Task
-    async_task_class: ClassVar[type[AsyncTask[Any, Any]]] = AsyncTask
+        for entry in from_config(beat_schedule or {}):
+            self.add_schedule(entry)
 
     def __repr__(self) -> str:
         return f"<App {self.name} broker={mask_url(self.settings.broker_url)}>"
@@ -186,8 +99,8 @@ class App:
         if self._broker is None:
             with self._lock:
                 if self._broker is None:
-                    self._broker = brokers.from_url(self.settings.broker_url,
-                                                    self.settings.lease_seconds)
+                    self._broker = backends.broker_from_url(self.settings.broker_url,
+                                                            self.settings.lease_seconds)
         return self._broker
 
     @property
@@ -195,95 +108,39 @@ class App:
         if self._results is None:
             with self._lock:
                 if self._results is None:
-                    self._results = result_stores.from_url(self.settings.effective_results_url)
+                    self._results = backends.results_from_url(
+                        self.settings.effective_results_url)
         return self._results
 
-    def use(self, broker: Broker | None = None, results: ResultStore | None = None) -> None:
-        """Swap in other broker/result store objects (conveyor.testing uses this)."""
+    @property
+    def coordination(self) -> Coordination:
+        """Claims, sets and values for workflows, unique tasks and the beat: in the
+        result store's backend."""
+        if self._coordination is None:
+            with self._lock:
+                if self._coordination is None:
+                    self._coordination = backends.coordination_from_url(
+                        self.settings.effective_results_url)
+        return self._coordination
+
+    def use(self, broker: Broker | None = None, results: ResultStore | None = None,
+            coordination: Coordination | None = None) -> None:
+        """Swap in other broker/store objects (conveyor.testing uses this)."""
         with self._lock:
             if broker is not None:
                 self._broker = broker
             if results is not None:
                 self._results = results
+            if coordination is not None:
+                self._coordination = coordination
 
     def close(self) -> None:
         """Close connections; the App reconnects if used again."""
         with self._lock:
-            if self._broker is not None:
-                self._broker.close()
-            if self._results is not None:
-                self._results.close()
-            self._broker = self._results = None
-
-    # -- tasks -----------------------------------------------------------------------
-
-    @overload
-    def task(self, fn: Callable[P, Coroutine[Any, Any, R]]) -> AsyncTask[P, R]: ...
-    @overload
-    def task(self, fn: Callable[P, R]) -> Task[P, R]: ...
-    @overload
-    def task(self, *, bind: Literal[True], **options: Any) -> BoundTaskDecorator: ...
-    @overload
-    def task(self, *, bind: Literal[False] = False, **options: Any) -> TaskDecorator: ...
-    def task(
-        self, fn: Callable[..., Any] | None = None, *, bind: bool = False, **options: Any
-    ) -> Task[Any, Any] | TaskDecorator | BoundTaskDecorator:
-        """Register a function as a task: ``@app.task`` or ``@app.task(queue="emails", ...)``.
-
-        Raises ConfigurationError for an unknown option (naming the closest one) or a bad
-        value, and if another task already has the name.
-        """
-        if fn is not None:
-            return self.register(fn, bind=bind, **options)
-        self._check_options(options.get("name", "@app.task"), {"bind": bind, **options})
-        if bind:
-            return BoundTaskDecorator(self, options)
-        return TaskDecorator(self, options)
-
-    def register(self, fn: Callable[..., Any], **options: Any) -> Task[Any, Any]:
-        if not callable(fn):
-            raise TypeError(f"@app.task decorates a function, got {fn!r}")
-        name = options.pop("name", None) or default_task_name(fn)
-        self._check_options(name, options)
-        task_options = TaskOptions(name=name, **options)
-        if name in self.tasks and self.tasks[name].fn is not fn:
-            raise ConfigurationError(
-                f"a task named {name!r} is already registered (by "
-                f"{self.tasks[name].fn.__module__}): give one of them name=..."
-            )
-        cls = self.async_task_class if _is_async(fn) else self.task_class
-        task: Task[Any, Any] = cls(self, fn, task_options)
-        self.tasks[name] = task
-        return task
-
-    def periodic(
-        self,
-        schedule: Any,
-        *,
-        name: str | None = None,
-        args: Sequence[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        catch_up: Literal["once", "skip"] = "once",
-        queue: str | None = None,
-        priority: int | None = None,
-        **task_options: Any,
-    ) -> PeriodicDecorator:
-        """Publish a task at each tick of `schedule` (``cron(...)``, ``every(...)``, a cron
-        string or seconds), once per tick cluster-wide, from `conveyor beat`. On a function
-        it also registers the task (`name` and `task_options` as in `@app.task`); on a Task
-        it only schedules it. `catch_up` ("once" or "skip") decides about ticks that fell
-        while no beat ran at all. See docs/periodic.md.
-
-        Raises ConfigurationError for a bad schedule, argument or option, or a schedule
-        name already used by another periodic task.
-        """
-        from conveyor.beat.entries import PeriodicDecorator
-
-        return PeriodicDecorator(self, schedule, name, args, kwargs, catch_up, queue, priority,
-                                 task_options)
-
-    def _check_options(self, name: str, options: dict[str, Any]) -> None:
-        check_task_options(name, options, self.middleware)
+            for connection in (self._broker, self._results, self._coordination):
+                if connection is not None:
+                    connection.close()
+            self._broker = self._results = self._coordination = None
 
     # -- producing -------------------------------------------------------------------
 
@@ -300,11 +157,8 @@ class App:
             messages = [self.middleware.before_publish(self, m) for m in messages]
         keys = self.settings.signing_keys
         limit = self.settings.max_message_size
-        envelopes = [
-            Envelope(m.id, m.queue, m.priority, m.eta,
-                     signing.sign(encode(m, limit, param_names), keys))
-            for m in messages
-        ]
+        envelopes = [Envelope(m.id, m.queue, m.priority, m.eta, seal(m, limit, keys, param_names))
+                     for m in messages]
         return messages, envelopes
 
     def send(self, messages: Sequence[Message], envelopes: list[Envelope]) -> None:
@@ -315,6 +169,12 @@ class App:
                 self.middleware.notify("after_publish", self, m)
         if self.on_publish is not None:
             self.on_publish(self)
+
+    def on_commit(self, publish: Callable[[], object], using: str | None = None) -> None:
+        """Where `delay_on_commit` waits for a commit. A plain App knows no transactions."""
+        raise ConfigurationError(
+            "delay_on_commit waits for a Django transaction to commit: use a DjangoApp "
+            "(conveyor.contrib.django), or call delay() once your transaction committed")
 
     def send_task(
         self,
@@ -351,34 +211,12 @@ class App:
         """A handle on any task by id (no I/O until you read it)."""
         return AsyncResult(task_id, self)
 
+    # -- operations ------------------------------------------------------------------
+
     def retry_dead(self, ids: Sequence[str] | None = None, queue: str | None = None) -> int:
         """Re-queue dead letters as fresh tasks (attempt 1, re-signed); undecodable ones go
         back as they are. Returns how many. Published before deleted: never lost."""
-        letters = [d for d in self.broker.dead_letters(queue, limit=10**9)
-                   if ids is None or d.id in ids]
-        envelopes = []
-        messages = []
-        for letter in letters:
-            try:
-                old = decode(signing.verify(letter.body, self.settings.signing_keys))
-            except Exception:
-                envelopes.append(Envelope(letter.id, letter.queue, 0, None, letter.body))
-                continue
-            # Attempt 1, due now, never expiring; what follows it (a chain's next steps,
-            # its chord, error handlers) is kept, so a chain re-run from here continues.
-            fresh = msgspec.structs.replace(old, attempt=1, eta=None, expires=None,
-                                            created=now())
-            body = signing.sign(encode(fresh, self.settings.max_message_size),
-                                self.settings.signing_keys)
-            envelopes.append(Envelope(fresh.id, fresh.queue, fresh.priority, None, body))
-            messages.append(fresh)
-        if envelopes:
-            # The old FAILURE goes first: left in place, get() would return it at once,
-            # and forgetting it after publishing could delete the new run's result.
-            self.results.forget([letter.id for letter in letters])
-            self.send(messages, envelopes)
-            self.broker.purge_dead(ids=[letter.id for letter in letters])
-        return len(envelopes)
+        return admin.retry_dead(self, ids, queue)
 
     def revoke(self, task_ids: str | Sequence[str]) -> list[str]:
         """Make tasks that haven't started never run: their waiting messages (ready, or
@@ -393,82 +231,11 @@ class App:
         BrokerUnavailable when the broker or result store can't be reached (if the result
         store fails, the messages are put back: the tasks will run).
         """
-        from conveyor.brokers.base import Delivery
-        from conveyor.result import ResultRecord, State
-        from conveyor.worker.executor import Completion
-        from conveyor.worker.followups import Followups, needed
-
-        ids = [task_ids] if isinstance(task_ids, str) else task_ids
-        if not isinstance(ids, Sequence) or not all(isinstance(i, str) for i in ids):
-            raise TypeError(f"revoke() takes a task id or a list of task ids (strings), "
-                            f"got {task_ids!r}")
-        if not all(ids):
-            raise ValueError(f"revoke() got an empty task id in {task_ids!r}")
-        ids = list(dict.fromkeys(ids))
-        removed = {r.id: r for r in reversed(self.broker.revoke(ids))} if ids else {}
-        if not removed:
-            return []
-        ttl, when, completions = self.settings.result_ttl, now(), []
-        for r in removed.values():
-            try:
-                message = decode(signing.verify(r.body, self.settings.signing_keys))
-                task, attempt, priority = message.task, message.attempt, message.priority
-            except Exception:  # unreadable or forged: it would never have run anyway
-                message, task, attempt, priority = None, "", 0, 0
-            record = ResultRecord(id=r.id, state=State.REVOKED, task=task, attempt=attempt,
-                                  result="revoked before it started", updated=when)
-            completions.append(Completion(Delivery(r.id, r.queue, priority, r.body, ""), "ack",
-                                          record, ttl, message=message))
-        try:
-            self.results.store([(c.record, ttl) for c in completions if c.record is not None])
-        except BaseException:
-            self.broker.publish([Envelope(c.delivery.id, c.delivery.queue, c.delivery.priority,
-                                          c.message.eta if c.message else None, c.delivery.body)
-                                 for c in completions])
-            raise
-        if needed(completions):
-            Followups(self).run(completions)
-        return [task_id for task_id in ids if task_id in removed]
+        return admin.revoke(self, task_ids)
 
 
 def check_schemes(settings: Settings) -> Settings:
-    """Raise ConfigurationError unless a broker and a result store serve the URLs' schemes."""
-    brokers.check_scheme(settings.broker_url, brokers.BACKENDS, "broker")
-    brokers.check_scheme(settings.effective_results_url, result_stores.BACKENDS,
-                         "result store")
+    """Raise ConfigurationError unless backends serve the URLs' schemes in their roles."""
+    backends.check_scheme(settings.broker_url, "broker")
+    backends.check_scheme(settings.effective_results_url, "results")
     return settings
-
-
-def check_task_options(name: str, options: dict[str, Any], middleware: MiddlewareStack) -> None:
-    """Raise ConfigurationError for an option no one owns (naming the closest) or a bad
-    value. Integrations that declare tasks before an App exists check with this."""
-    known = CORE_OPTIONS | middleware.options
-    for key in options:
-        if key in NOT_YET_SUPPORTED:
-            raise ConfigurationError(f"task {name!r}: {NOT_YET_SUPPORTED[key]}")
-        if key not in known or key not in OPTION_NAMES:
-            hint = did_you_mean(key, known | set(NOT_YET_SUPPORTED))
-            raise ConfigurationError(f"task {name!r}: unknown option {key!r}{hint}")
-    if "queue" in options:
-        _as_config_error(name, check_queue, options["queue"])
-    if "priority" in options:
-        _as_config_error(name, check_priority, options["priority"])
-    unique_for = options.get("unique_for")
-    if unique_for is not None and (not isinstance(unique_for, int | float)
-                                   or isinstance(unique_for, bool) or unique_for <= 0):
-        raise ConfigurationError(f"task {name!r}: unique_for must be seconds > 0, "
-                                 f"got {unique_for!r}")
-    if isinstance(options.get("retry_on"), type):
-        options["retry_on"] = (options["retry_on"],)
-    middleware.validate_options(name, options)
-
-
-def _is_async(fn: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(fn)
-
-
-def _as_config_error(name: str, check: Callable[[Any], Any], value: Any) -> None:
-    try:
-        check(value)
-    except ValueError as exc:
-        raise ConfigurationError(f"task {name!r}: {exc}") from None

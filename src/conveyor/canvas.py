@@ -15,16 +15,15 @@ the callback, exactly once (see docs/workflows.md for the argument).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union, cast
+from typing import Any, Generic, TypeVar, Union, cast
 
 import msgspec
 
 from conveyor.flow import COLLECT_TASK, Node, expand, member_id, tail_id
+from conveyor.host import Host
 from conveyor.message import Call, Chord, new_id, now
+from conveyor.options import check_priority, check_queue, to_timestamp
 from conveyor.result import AsyncResult, GroupResult
-
-if TYPE_CHECKING:
-    from conveyor.app import App
 
 R = TypeVar("R")
 Element = Union["Signature[Any]", "chain", "group", "chord"]
@@ -35,7 +34,7 @@ class Step(Generic[R]):
     `apply_async()` publish the first messages and return the result of the last step.
     (A group is composed the same way but returns a GroupResult: it has its own.)"""
 
-    app: App
+    app: Host
 
     def __or__(self, other: Element) -> chain:
         return chain(cast(Element, self), other)  # every Step is a Signature, chain or chord
@@ -61,7 +60,7 @@ class Signature(Step[R]):
     """A task call to make later: `add.s(2)` (the previous step's value is prepended to
     its arguments) or `add.si(2, 3)` (immutable: called exactly with these)."""
 
-    def __init__(self, app: App, task: str, args: Sequence[Any] = (),
+    def __init__(self, app: Host, task: str, args: Sequence[Any] = (),
                  kwargs: Mapping[str, Any] | None = None, *, immutable: bool = False,
                  queue: str | None = None, priority: int | None = None,
                  countdown: float | None = None) -> None:
@@ -82,8 +81,6 @@ class Signature(Step[R]):
     def set(self, *, queue: str | None = None, priority: int | None = None,
             countdown: float | None = None) -> Signature[R]:
         """A copy with other options: another queue, a priority 0..9, a countdown."""
-        from conveyor.task import check_priority, check_queue, to_timestamp
-
         copy = self.clone()
         if queue is not None:
             copy.options["queue"] = check_queue(queue)
@@ -131,7 +128,7 @@ class chain(Step[Any]):  # noqa: N801 - Celery's name, used like a function
         if not flat:
             raise ValueError("chain() needs at least one step")
         self.steps: list[Element] = flat
-        self.app: App = flat[0].app
+        self.app: Host = flat[0].app
 
     def __repr__(self) -> str:
         return " | ".join(repr(s) for s in self.steps)
@@ -161,7 +158,7 @@ class group:  # noqa: N801 - Celery's name, used like a function
         self.members: list[Element] = list(_unpack(members))
         if not self.members:
             raise ValueError("group() needs at least one member")
-        self.app: App = self.members[0].app
+        self.app: Host = self.members[0].app
 
     def __repr__(self) -> str:
         return f"group({', '.join(repr(m) for m in self.members)})"
@@ -189,10 +186,10 @@ class group:  # noqa: N801 - Celery's name, used like a function
         members = self.clone(args, kwargs).members
         nodes = [_with_link_error(m.node(), error_handlers(link_error)) for m in members]
         created = now()
-        messages = [m for n in nodes for m in expand(self.app, n, created)]
+        messages = [m for n in nodes for m in expand(self.app.tasks, n, created)]
         _check_messages(self.app, messages)
         self.app.publish(messages)
-        return GroupResult(new_id(), [AsyncResult(tail_id(n), self.app) for n in nodes])
+        return GroupResult(new_id(), [self.app.AsyncResult(tail_id(n)) for n in nodes])
 
 
 class chord(Step[Any]):  # noqa: N801 - Celery's name, used like a function
@@ -205,7 +202,7 @@ class chord(Step[Any]):  # noqa: N801 - Celery's name, used like a function
         if not isinstance(body, Signature | chain):
             raise TypeError(f"a chord's callback must be a signature or a chain, got {body!r}")
         self.body = body
-        self.app: App = self.header.app
+        self.app: Host = self.header.app
 
     def __repr__(self) -> str:
         return f"chord({self.header!r}, {self.body!r})"
@@ -295,17 +292,17 @@ def _with_link_error(node: Node, handlers: list[Call]) -> Node:
         then=[_with_link_error(n, handlers) for n in node.then])
 
 
-def _check_messages(app: App, messages: Sequence[Any]) -> None:
+def _check_messages(app: Host, messages: Sequence[Any]) -> None:
     for message in messages:
         task = app.tasks.get(message.task)
         if task is not None:
             task.check_arguments(message.args, message.kwargs)
 
 
-def _publish(app: App, node: Node,
+def _publish(app: Host, node: Node,
              link_error: Signature[Any] | Sequence[Signature[Any]] | None) -> AsyncResult[Any]:
     node = _with_link_error(node, error_handlers(link_error))
-    messages = expand(app, node, now())
+    messages = expand(app.tasks, node, now())
     _check_messages(app, messages)
     app.publish(messages)
-    return AsyncResult(tail_id(node), app)
+    return app.AsyncResult(tail_id(node))

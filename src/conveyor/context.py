@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from conveyor.errors import Retry
-from conveyor.result import Progress
+from conveyor.records import Progress
 
 ProgressSink = Callable[[Progress], None]
 

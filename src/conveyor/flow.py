@@ -7,16 +7,16 @@ Everything here is pure: no I/O, no clock but the `now` it is given.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import msgspec
 
+from conveyor.host import Registered
 from conveyor.message import Call, Chord, ChordRef, Message
-from conveyor.result import ErrorInfo, ResultRecord, State
+from conveyor.records import ErrorInfo, ResultRecord, State
 
-if TYPE_CHECKING:
-    from conveyor.app import App
+Tasks = Mapping[str, Registered]
 
 Node = Call | Chord
 
@@ -72,7 +72,7 @@ def call_ids(nodes: Sequence[Node]) -> Iterator[str]:
 
 
 def expand(
-    app: App,
+    tasks: Tasks,
     node: Node,
     now: float,
     *,
@@ -91,14 +91,14 @@ def expand(
         callback = msgspec.structs.replace(node.callback,
                                            then=[*node.callback.then, *then])
         if not node.members:  # an empty group: the callback gets [] right away
-            return expand(app, callback, now, value=[], chord=chord, once=once)
+            return expand(tasks, callback, now, value=[], chord=chord, once=once)
         messages: list[Message] = []
         for index, member in enumerate(node.members):
             ref = ChordRef(id=node.id, size=len(node.members), index=index,
                            callback=callback, parent=chord)
-            messages += expand(app, member, now, value=value, chord=ref, once=once)
+            messages += expand(tasks, member, now, value=value, chord=ref, once=once)
         return messages
-    task = app.tasks.get(node.task)
+    task = tasks.get(node.task)
     args = node.args if node.immutable or value is NO_VALUE else [value, *node.args]
     queue = node.queue or (task.options.queue if task else "default")
     priority = node.priority if node.priority is not None else (
@@ -111,10 +111,11 @@ def expand(
     )]
 
 
-def error_calls(app: App, handlers: Sequence[Call], failed_id: str, now: float) -> list[Message]:
+def error_calls(tasks: Tasks, handlers: Sequence[Call], failed_id: str, now: float
+                ) -> list[Message]:
     """`link_error` handlers of a failed task, each called with the failed task's id."""
     return [m for handler in handlers
-            for m in expand(app, handler, now, value=failed_id, once=True)]
+            for m in expand(tasks, handler, now, value=failed_id, once=True)]
 
 
 def abandoned(nodes: Sequence[Node], error: ErrorInfo, now: float,

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from conveyor import signing
 from conveyor.errors import MessageTooLarge, SerializationError
 
 PROTOCOL_VERSION = 1
@@ -89,6 +90,12 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     def next_attempt(self, eta: float) -> Message:
         return msgspec.structs.replace(self, attempt=self.attempt + 1, eta=eta)
 
+    def with_headers(self, **headers: str) -> Message:
+        """A copy with these headers added (what a middleware's `before_publish` returns
+        to send context along: a tenant, a trace id); the worker sees them in
+        `TaskContext.headers` and `Execution.message.headers`."""
+        return msgspec.structs.replace(self, headers={**self.headers, **headers})
+
 
 class Envelope(msgspec.Struct, frozen=True):
     """What a broker stores and hands out: routing fields the broker needs, plus the body."""
@@ -130,6 +137,32 @@ def encode(message: Message, limit: int, param_names: Sequence[str] = ()) -> byt
 def decode(body: bytes) -> Message:
     """Decode a body produced by `encode` (raises msgspec.DecodeError / ValidationError)."""
     return _decoder.decode(body)
+
+
+class UnreadableMessage(Exception):  # noqa: N818 - a state, not an event
+    """A body that can't be run: unsigned or forged (`rejected`), or not a message."""
+
+    def __init__(self, reason: str, *, rejected: bool) -> None:
+        super().__init__(reason)
+        self.rejected = rejected
+
+
+def seal(message: Message, limit: int, keys: Sequence[str],
+         param_names: Sequence[str] = ()) -> bytes:
+    """The body to send: `message` encoded (see `encode`), then signed with `keys`."""
+    return signing.sign(encode(message, limit, param_names), keys)
+
+
+def unseal(body: bytes, keys: Sequence[str]) -> Message:
+    """The message in a body `seal` made, or UnreadableMessage saying why not."""
+    try:
+        payload = signing.verify(body, keys)
+    except signing.SignatureError as exc:
+        raise UnreadableMessage(f"rejected: {exc}", rejected=True) from exc
+    try:
+        return _decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise UnreadableMessage(f"undecodable message: {exc}", rejected=False) from exc
 
 
 def encode_value(value: Any, what: str) -> bytes:

@@ -1,79 +1,32 @@
-"""Task states and `AsyncResult`: the producer's handle on a task, read through the ResultStore."""
+"""`AsyncResult`: the producer's handle on a task, read through the result store.
+
+It types against `ResultSource`, the little it needs of an App (a result store, and a
+way to revoke), so this module knows nothing of how Apps are wired.
+"""
 
 from __future__ import annotations
 
-import enum
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
-
-import msgspec
+from collections.abc import Iterator, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from conveyor.errors import TaskError
+from conveyor.records import ErrorInfo, Progress, ResultRecord, State
+from conveyor.store import ResultStore
 
-if TYPE_CHECKING:
-    from conveyor.app import App
+__all__ = ["AsyncResult", "ErrorInfo", "GroupResult", "Progress", "ResultRecord",
+           "ResultSource", "Snapshot", "State"]
 
 R = TypeVar("R")
 
 
-class State(enum.StrEnum):
-    """Where a task is in its life. PENDING means "nothing recorded yet": queued or unknown."""
-
-    PENDING = "PENDING"
-    SCHEDULED = "SCHEDULED"
-    STARTED = "STARTED"
-    RETRY = "RETRY"
-    SUCCESS = "SUCCESS"
-    FAILURE = "FAILURE"
-    REVOKED = "REVOKED"
+class ResultSource(Protocol):
+    """What an AsyncResult reads through: an App, or the Flask extension's current App."""
 
     @property
-    def is_final(self) -> bool:
-        return self in _FINAL
+    def results(self) -> ResultStore: ...
 
-
-_FINAL = frozenset({State.SUCCESS, State.FAILURE, State.REVOKED})
-
-
-class Progress(NamedTuple):
-    """What `task.progress(current, total, message)` last reported."""
-
-    current: float
-    total: float | None = None
-    message: str | None = None
-
-    @property
-    def fraction(self) -> float | None:
-        if not self.total:
-            return None
-        return min(1.0, max(0.0, self.current / self.total))
-
-
-class ErrorInfo(msgspec.Struct, frozen=True):
-    """A failure as stored: the remote exception's type name, message and traceback text."""
-
-    type: str
-    message: str
-    traceback: str | None = None
-
-    def to_exception(self) -> TaskError:
-        return TaskError(self.type, self.message, self.traceback)
-
-
-class ResultRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """Everything stored about one task id. Each write replaces the whole record."""
-
-    id: str
-    state: State
-    task: str = ""
-    result: Any = None
-    error: ErrorInfo | None = None
-    # int | float: a count reported as 3 of 40 reads back as 3 of 40, not 3.0 of 40.0
-    progress: tuple[int | float, int | float | None, str | None] | None = None
-    attempt: int = 0
-    updated: float = 0.0
-    retry_at: float | None = None
+    def revoke(self, task_ids: str | Sequence[str]) -> list[str]: ...
 
 
 class Snapshot:
@@ -133,7 +86,7 @@ class AsyncResult(Generic[R]):
 
     __slots__ = ("id", "app")
 
-    def __init__(self, task_id: str, app: App) -> None:
+    def __init__(self, task_id: str, app: ResultSource) -> None:
         self.id = task_id
         self.app = app
 

@@ -10,86 +10,33 @@ import hashlib
 import inspect
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from datetime import datetime
+from functools import partial
+from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 import msgspec
 
+from conveyor.canvas import Signature, error_handlers
 from conveyor.context import TaskContext, current_task
+from conveyor.host import Host
 from conveyor.message import Message, encode, new_id, now
+from conveyor.options import TaskOptions, check_priority, check_queue, to_timestamp
 from conveyor.result import AsyncResult
-
-if TYPE_CHECKING:
-    from conveyor.app import App
-    from conveyor.canvas import Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class TaskOptions:
-    """Every option `@app.task(...)` accepts; see docs/tasks.md for what each one does."""
-
-    name: str
-    queue: str = "default"
-    priority: int = 0
-    retries: int = 0
-    retry_on: tuple[type[BaseException], ...] = ()
-    backoff: float = 1.0
-    backoff_max: float = 600.0
-    jitter: bool = True
-    time_limit: float | None = None
-    soft_time_limit: float | None = None
-    ignore_result: bool = False
-    result_ttl: float | None = None
-    acks_late: bool = True
-    bind: bool = False
-    unique_for: float | None = None
-
-
-OPTION_NAMES = frozenset(f.name for f in fields(TaskOptions))
-CORE_OPTIONS = frozenset({"name", "queue", "priority", "ignore_result", "result_ttl",
-                          "acks_late", "bind", "unique_for"})
+MESSAGE_OPTIONS = ("countdown", "eta", "expires", "priority", "queue")
 
 
 def unique_claim(key: str) -> str:
-    """The result-store claim that holds a unique task's key while it is pending or running."""
+    """The coordination claim that holds a unique task's key while it is pending or running."""
     return f"unique:{key}"
-
-
-def check_priority(priority: object) -> int:
-    if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 9:
-        raise ValueError(f"priority must be an int from 0 to 9 (9 runs first), got {priority!r}")
-    return priority
-
-
-def check_queue(queue: object) -> str:
-    if not isinstance(queue, str) or not queue or len(queue) > 200:
-        raise ValueError(f"queue must be a non-empty name of up to 200 characters, got {queue!r}")
-    return queue
-
-
-def to_timestamp(when: datetime | float | None, what: str, relative: bool) -> float | None:
-    """Seconds since the epoch from a datetime (naive means UTC, as in Celery) or, if
-    `relative`, from a number of seconds from now."""
-    if when is None:
-        return None
-    if isinstance(when, datetime):
-        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-    if relative and isinstance(when, int | float) and not isinstance(when, bool):
-        if when < 0:
-            raise ValueError(f"{what} must be >= 0 seconds, got {when}")
-        return now() + float(when)
-    kind = "a datetime or seconds from now" if relative else "a datetime"
-    raise TypeError(f"{what} must be {kind}, got {when!r}")
 
 
 class Task(Generic[P, R]):
     """A registered task. Call it to run inline; `delay()` to run it on a worker."""
 
-    def __init__(self, app: App, fn: Callable[..., Any], options: TaskOptions) -> None:
+    def __init__(self, app: Host, fn: Callable[..., Any], options: TaskOptions) -> None:
         self.app = app
         self.fn = fn
         self.options = options
@@ -127,14 +74,10 @@ class Task(Generic[P, R]):
 
     def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
         """A signature for workflows: the previous step's value is prepended to `args`."""
-        from conveyor.canvas import Signature
-
         return Signature(self.app, self.name, args, kwargs)
 
     def si(self, *args: Any, **kwargs: Any) -> Signature[R]:
         """An immutable signature: called with exactly these arguments, whatever came before."""
-        from conveyor.canvas import Signature
-
         return Signature(self.app, self.name, args, kwargs, immutable=True)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
@@ -174,15 +117,40 @@ class Task(Generic[P, R]):
         message = self.message(args, kwargs, countdown=countdown, eta=eta, expires=expires,
                                priority=priority, queue=queue, task_id=task_id)
         if link_error is not None:
-            from conveyor.canvas import error_handlers
-
             message = msgspec.structs.replace(message, link_error=error_handlers(link_error))
         if unique_key is None and self.options.unique_for is not None:
             unique_key = self.unique_key(message)
         if unique_key is not None:
             return self._publish_unique(message, unique_key)
         self.app.publish([message], self.param_names)
-        return AsyncResult(message.id, self.app)
+        return self._result(message.id)
+
+    def _result(self, task_id: str) -> AsyncResult[R]:
+        return cast(AsyncResult[R], self.app.AsyncResult(task_id))
+
+    def delay_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+        """`delay()` once the current database transaction commits, nothing if it rolls
+        back (Django: a task that reads a row it was handed sees it committed)."""
+        return self.apply_async_on_commit(args, kwargs)
+
+    def apply_async_on_commit(self, args: Sequence[Any] = (),
+                              kwargs: Mapping[str, Any] | None = None, *,
+                              using: str | None = None, **options: Any) -> AsyncResult[R]:
+        """`apply_async()` once the transaction on database `using` commits (at once
+        outside a transaction, as Django's ``on_commit``). The arguments are checked and
+        encoded now, so a bad one raises here, not after the commit. The result's id is
+        known now; it stays PENDING for good if the transaction rolls back.
+
+        Raises ConfigurationError on an App that knows no transactions (only a
+        `DjangoApp` does), and what `apply_async` raises.
+        """
+        task_id = options.pop("task_id", None) or new_id()
+        message = self.message(args, kwargs, task_id=task_id,
+                               **{k: options[k] for k in MESSAGE_OPTIONS if k in options})
+        self.app.seal([message], self.param_names)
+        self.app.on_commit(partial(self.apply_async, args, kwargs, task_id=task_id, **options),
+                           using)
+        return self._result(task_id)
 
     def unique_key(self, message: Message) -> str:
         """`unique_for` without a `unique_key`: the task's name and a digest of its
@@ -201,16 +169,16 @@ class Task(Generic[P, R]):
             raise ValueError(f"unique_key must be a non-empty string, got {key!r}")
         waiting = max(0.0, message.eta - now()) if message.eta else 0.0
         ttl = (self.options.unique_for or self.app.settings.result_ttl) + waiting
-        store = self.app.results
-        holder = store.claim(unique_claim(key), message.id, ttl)
+        coordination = self.app.coordination
+        holder = coordination.claim(unique_claim(key), message.id, ttl)
         if holder != message.id:
-            return AsyncResult(holder, self.app)
+            return self._result(holder)
         try:
             self.app.publish([msgspec.structs.replace(message, unique=key)], self.param_names)
         except BaseException:
-            store.release(unique_claim(key), message.id)
+            coordination.release(unique_claim(key), message.id)
             raise
-        return AsyncResult(message.id, self.app)
+        return self._result(message.id)
 
     def map(self, arguments: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[AsyncResult[R]]:
         """Enqueue one task per item (a tuple of args or a dict of kwargs), in one round trip."""
@@ -219,7 +187,7 @@ class Task(Generic[P, R]):
             for item in arguments
         ]
         self.app.publish(messages, self.param_names)
-        return [AsyncResult(m.id, self.app) for m in messages]
+        return [self._result(m.id) for m in messages]
 
     def message(
         self,

@@ -19,9 +19,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from conveyor.app import App
-from conveyor.brokers.memory import MemoryBroker
+from conveyor.backends.memory import MemoryBroker, MemoryCoordination, MemoryResultStore
 from conveyor.errors import TaskError
-from conveyor.results.memory import MemoryResultStore
 from conveyor.worker.worker import Worker
 
 
@@ -45,8 +44,8 @@ def run_until_idle(
         worker = Worker(app, names, threads=4)
         worker.run(burst=True)
         ran += worker.consumer.processed
-        if fail_fast and worker.consumer.failures:
-            raise worker.consumer.failures[0]
+        if fail_fast and worker.consumer.first_failure is not None:
+            raise worker.consumer.first_failure
         scheduled = sum(s.scheduled for q, s in broker.stats().items() if q in names)
         if not include_scheduled or not scheduled:
             return ran
@@ -62,8 +61,9 @@ def run_until_idle(
 def eager(app: App, *, fail_fast: bool = False) -> Iterator[App]:
     """Within the block, the App uses in-memory broker and results, and every enqueue runs
     the task (and what it enqueues) before `delay()` returns. Restored afterwards."""
-    saved = (app._broker, app._results, app.on_publish)
-    app.use(MemoryBroker(lease_seconds=app.settings.lease_seconds), MemoryResultStore())
+    saved = (app._broker, app._results, app._coordination, app.on_publish)
+    app.use(MemoryBroker(lease_seconds=app.settings.lease_seconds), MemoryResultStore(),
+            MemoryCoordination())
     running = False
 
     def run(app: App) -> None:
@@ -80,7 +80,7 @@ def eager(app: App, *, fail_fast: bool = False) -> Iterator[App]:
     try:
         yield app
     finally:
-        app._broker, app._results, app.on_publish = saved
+        app._broker, app._results, app._coordination, app.on_publish = saved
 
 
 __all__ = ["TaskError", "eager", "run_until_idle"]

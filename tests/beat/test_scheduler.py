@@ -18,11 +18,10 @@ from typing import Any
 import pytest
 
 from conveyor import App, cron, every, signing
+from conveyor.backends.memory import MemoryBroker, MemoryCoordination, MemoryResultStore
 from conveyor.beat.scheduler import Beat, iso, read_alive, tick_id
-from conveyor.brokers.memory import MemoryBroker
 from conveyor.errors import ConfigurationError
 from conveyor.message import Message, decode
-from conveyor.results.memory import MemoryResultStore
 from tests.conftest import drop_namespace, redis_url_for
 
 START = 1_767_225_600.0 + 3.0  # 2026-01-01 00:00:03 UTC
@@ -48,7 +47,7 @@ def connect(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Connect]
     url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'beat.db'}"}.get(kind) \
         or redis_url_for(request, kind)
     made: list[App] = []
-    memory = (MemoryBroker(), MemoryResultStore())
+    memory = (MemoryBroker(), MemoryResultStore(), MemoryCoordination())
 
     def make(schedules: dict[str, tuple[Any, str]] | None = None) -> App:
         schedules = schedules or {"ten": (every(seconds=10), "once"),
@@ -61,7 +60,7 @@ def connect(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Connect]
         def tick() -> None: ...
 
         if kind == "memory":  # one in-process store, shared as a server's would be
-            app.use(memory[0], memory[1])
+            app.use(*memory)
         made.append(app)
         return app
 
@@ -90,7 +89,7 @@ def ticks(messages: list[Message], schedule: str) -> list[float]:
 
 def expire(beat: Beat) -> None:
     """The dead `beat`'s lease runs out (the store would do it after `lease` real seconds)."""
-    beat.app.results.release(beat.leader_key, beat.id)
+    beat.app.coordination.release(beat.leader_key, beat.id)
 
 
 def alive_until(app: App) -> float:
@@ -307,7 +306,7 @@ def test_beats_on_threads_with_the_real_clock_hand_over_when_the_leader_dies(
     schedules = {"second": (every(seconds=1), "skip")}
     beats = [Beat(connect(schedules), lease=1.0, beat_id=f"t{i}") for i in range(2)]
     drain(beats[0].app)  # creates the store: two threads creating one SQLite file at once
-    beats[0].app.results.fetch([])  # may see "database is locked" (retried, but noisy)
+    beats[0].app.coordination.fetch([])  # may see "database is locked" (retried, but noisy)
     threads = [threading.Thread(target=b.run, daemon=True) for b in beats]
     for thread in threads:
         thread.start()

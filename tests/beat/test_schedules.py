@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conveyor import App, cron, every
-from conveyor.beat.entries import PeriodicTask
 from conveyor.beat.scheduler import due_ticks
-from conveyor.beat.schedules import Cron, Every, ticks_between, to_schedule
 from conveyor.errors import ConfigurationError
+from conveyor.periodic import PeriodicTask
+from conveyor.schedules import Cron, Every, ticks_between, to_schedule
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -165,7 +165,7 @@ def test_periodic_registers_the_function_as_a_task_and_schedules_it() -> None:
     def cleanup(days: int) -> int:
         return days
 
-    assert app.tasks[cleanup.name] is cleanup and cleanup.options.retries == 2
+    assert app.tasks[cleanup.name] is cleanup and cleanup.options["retries"] == 2
     entry = app.schedules[cleanup.name]
     assert (entry.task, entry.schedule, entry.args, entry.catch_up) == (
         cleanup.name, Every(300), (2,), "skip")

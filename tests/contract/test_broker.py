@@ -3,6 +3,10 @@
 The same tests run against every backend in the `make_broker` fixture. Two brokers made by
 one `make_broker` share one store, like two clients of one server, so "a consumer" and
 "another consumer" below are two such connections.
+
+Leases, etas and heartbeats follow the `clock` fixture: on the in-process brokers it is
+fake, so `clock.advance()` makes them run out at once; elsewhere it sleeps. The waits of
+`reserve` are real time either way.
 """
 
 from __future__ import annotations
@@ -17,14 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.brokers import from_url
-from conveyor.brokers.base import Broker, Delivery, QueueStats, WorkerInfo
+from conveyor.backends import broker_from_url
+from conveyor.broker import Broker, Delivery, QueueStats, WorkerInfo
 from conveyor.message import Envelope
+from tests.conftest import Clock
 
 MakeBroker = Callable[..., Broker]
 
-# Leases are short here so lost-lease tests run quickly; reserve waits are generous
-# upper bounds, never exact timings.
+# Leases are short here so lost-lease tests run quickly where the clock is real; reserve
+# waits are generous upper bounds, never exact timings.
 LEASE = 1.0
 GENEROUS_WAIT = 3.0
 CLOCK_SLACK = 0.05
@@ -63,13 +68,15 @@ def worker_info(worker_id: str, processed: int = 0) -> WorkerInfo:
                       running=1)
 
 
-def lose_lease(make_broker: MakeBroker) -> tuple[Broker, Delivery, Broker, Delivery]:
+def lose_lease(make_broker: MakeBroker,
+               clock: Clock) -> tuple[Broker, Delivery, Broker, Delivery]:
     """A message reserved by one consumer whose lease ran out, then reserved by another:
     (old consumer, its stale delivery, new consumer, the current delivery)."""
     old_consumer, new_consumer = make_broker(lease_seconds=LEASE), make_broker(lease_seconds=LEASE)
     old_consumer.publish([envelope(body=b"original")])
     stale = reserve_one(old_consumer)
-    current = reserve_one(new_consumer)  # blocks until the first lease runs out
+    clock.advance(LEASE + CLOCK_SLACK)  # the first lease runs out
+    current = reserve_one(new_consumer)
     assert current.id == stale.id
     assert current.deliveries == 2
     return old_consumer, stale, new_consumer, current
@@ -205,21 +212,24 @@ def test_priority_then_age_order_holds_across_a_batch_from_several_queues(
 # -- delayed messages ---------------------------------------------------------------------
 
 
-def test_delayed_message_is_not_reserved_before_it_is_due(broker: Broker) -> None:
-    eta = time.time() + 0.5
+def test_delayed_message_is_not_reserved_before_it_is_due(broker: Broker, clock: Clock) -> None:
+    eta = clock.time() + 0.5
     delayed = envelope(eta=eta)
     broker.publish([delayed])
 
     early = broker.reserve(["default"], 1, 0.1)
+    clock.advance(0.5)
     due = reserve_one(broker)
 
     assert early == []
     assert due.id == delayed.id
-    assert time.time() >= eta - CLOCK_SLACK
+    assert clock.time() >= eta - CLOCK_SLACK
 
 
-def test_ready_messages_are_reserved_while_a_delayed_one_waits(broker: Broker) -> None:
-    delayed, ready = envelope(eta=time.time() + 30), envelope()
+def test_ready_messages_are_reserved_while_a_delayed_one_waits(
+    broker: Broker, clock: Clock,
+) -> None:
+    delayed, ready = envelope(eta=clock.time() + 30), envelope()
     broker.publish([delayed, ready])
 
     got = broker.reserve(["default"], 10, GENEROUS_WAIT)
@@ -227,19 +237,19 @@ def test_ready_messages_are_reserved_while_a_delayed_one_waits(broker: Broker) -
     assert [d.id for d in got] == [ready.id]
 
 
-def test_message_with_an_eta_in_the_past_is_ready_at_once(broker: Broker) -> None:
-    overdue = envelope(eta=time.time() - 5)
+def test_message_with_an_eta_in_the_past_is_ready_at_once(broker: Broker, clock: Clock) -> None:
+    overdue = envelope(eta=clock.time() - 5)
     broker.publish([overdue])
 
     assert counts(broker)[:2] == (1, 0)
     assert [d.id for d in broker.reserve(["default"], 1, 0.5)] == [overdue.id]
 
 
-def test_delayed_message_counts_as_scheduled_until_due(broker: Broker) -> None:
-    broker.publish([envelope("later", eta=time.time() + 0.5)])
+def test_delayed_message_counts_as_scheduled_until_due(broker: Broker, clock: Clock) -> None:
+    broker.publish([envelope("later", eta=clock.time() + 0.5)])
 
     before = counts(broker, "later")
-    time.sleep(0.65)
+    clock.advance(0.65)
     after = counts(broker, "later")
 
     assert before[:2] == (0, 1)
@@ -262,13 +272,16 @@ def test_reserved_message_is_not_handed_out_again_while_its_lease_holds(
     assert counts(second)[:3] == (0, 0, 1)
 
 
-def test_message_is_handed_out_again_after_its_lease_expires(make_broker: MakeBroker) -> None:
+def test_message_is_handed_out_again_after_its_lease_expires(
+    make_broker: MakeBroker, clock: Clock,
+) -> None:
     first, second = make_broker(lease_seconds=LEASE), make_broker(lease_seconds=LEASE)
     sent = envelope(body=b"work")
     first.publish([sent])
     lost = reserve_one(first)
 
-    again = reserve_one(second)  # waits for the lease to run out
+    clock.advance(LEASE + CLOCK_SLACK)  # the lease runs out
+    again = reserve_one(second)
 
     assert not lost.redelivered
     assert (again.id, again.body) == (sent.id, b"work")
@@ -277,39 +290,42 @@ def test_message_is_handed_out_again_after_its_lease_expires(make_broker: MakeBr
 
 
 def test_a_message_whose_lease_expired_counts_as_ready_not_running(
-    make_broker: MakeBroker,
+    make_broker: MakeBroker, clock: Clock,
 ) -> None:
     consumer = make_broker(lease_seconds=LEASE)
     consumer.publish([envelope()])
     reserve_one(consumer)
 
-    time.sleep(LEASE + 0.2)
+    clock.advance(LEASE + 0.2)
 
     assert counts(consumer)[:3] == (1, 0, 0)
 
 
-def test_extend_keeps_a_message_past_its_original_lease(make_broker: MakeBroker) -> None:
+def test_extend_keeps_a_message_past_its_original_lease(
+    make_broker: MakeBroker, clock: Clock,
+) -> None:
     holder, other = make_broker(lease_seconds=LEASE), make_broker(lease_seconds=LEASE)
     holder.publish([envelope()])
     delivery = reserve_one(holder)
-    reserved_at = time.monotonic()
-    time.sleep(0.6)
+    clock.advance(0.6)
 
     holder.extend([delivery])
-    # Past the original lease (reserved_at + 1), before the renewed one (>= reserved_at + 1.6).
-    stolen = other.reserve(["default"], 1, reserved_at + LEASE + 0.3 - time.monotonic())
+    # Past the original lease (reserved + 1), before the renewed one (>= reserved + 1.6).
+    clock.advance(LEASE + 0.3 - 0.6)
+    stolen = other.reserve(["default"], 1, 0.1)
 
     assert stolen == []
     assert counts(other)[2] == 1
-    later = reserve_one(other)  # the renewed lease runs out in its turn
+    clock.advance(0.3 + CLOCK_SLACK)  # the renewed lease runs out in its turn
+    later = reserve_one(other)
     assert later.id == delivery.id and later.deliveries == 2
 
 
 # -- fencing: a lost lease can't touch the message any more -------------------------------
 
 
-def test_ack_with_a_lost_lease_does_nothing(make_broker: MakeBroker) -> None:
-    old_consumer, stale, new_consumer, current = lose_lease(make_broker)
+def test_ack_with_a_lost_lease_does_nothing(make_broker: MakeBroker, clock: Clock) -> None:
+    old_consumer, stale, new_consumer, current = lose_lease(make_broker, clock)
 
     old_consumer.ack([stale])
 
@@ -319,11 +335,12 @@ def test_ack_with_a_lost_lease_does_nothing(make_broker: MakeBroker) -> None:
     assert new_consumer.reserve(["default"], 10, 0.2) == []
 
 
-def test_retry_with_a_lost_lease_does_nothing(make_broker: MakeBroker) -> None:
-    old_consumer, stale, new_consumer, current = lose_lease(make_broker)
+def test_retry_with_a_lost_lease_does_nothing(make_broker: MakeBroker, clock: Clock) -> None:
+    old_consumer, stale, new_consumer, current = lose_lease(make_broker, clock)
 
     old_consumer.retry(stale, b"stale retry", None)
-    old_consumer.retry(stale, b"stale retry later", time.time() + 0.2)
+    old_consumer.retry(stale, b"stale retry later", clock.time() + 0.2)
+    clock.advance(0.2 + CLOCK_SLACK)  # past the stale retry's time, within the new lease
 
     assert new_consumer.reserve(["default"], 10, 0.4) == []
     assert counts(new_consumer)[:3] == (0, 0, 1)
@@ -332,8 +349,8 @@ def test_retry_with_a_lost_lease_does_nothing(make_broker: MakeBroker) -> None:
     assert new_consumer.reserve(["default"], 10, 0.2) == []
 
 
-def test_dead_letter_with_a_lost_lease_does_nothing(make_broker: MakeBroker) -> None:
-    old_consumer, stale, new_consumer, current = lose_lease(make_broker)
+def test_dead_letter_with_a_lost_lease_does_nothing(make_broker: MakeBroker, clock: Clock) -> None:
+    old_consumer, stale, new_consumer, current = lose_lease(make_broker, clock)
 
     old_consumer.dead_letter(stale, "stale failure")
 
@@ -345,24 +362,23 @@ def test_dead_letter_with_a_lost_lease_does_nothing(make_broker: MakeBroker) -> 
 
 
 def test_extend_with_a_lost_lease_does_not_renew_the_new_holders_lease(
-    make_broker: MakeBroker,
+    make_broker: MakeBroker, clock: Clock,
 ) -> None:
-    old_consumer, stale, new_consumer, current = lose_lease(make_broker)
-    time.sleep(0.7)
+    old_consumer, stale, new_consumer, current = lose_lease(make_broker, clock)
+    clock.advance(0.7)
 
-    extended_at = time.monotonic()
     old_consumer.extend([stale])
-    third = reserve_one(new_consumer)  # the new holder never acks: its lease runs out
+    clock.advance(LEASE - 0.7 + CLOCK_SLACK)  # the new holder never acks: its lease runs out
+    third = new_consumer.reserve(["default"], 1, 0.2)
 
-    # A working stale extend would have held the message until extended_at + LEASE.
-    assert time.monotonic() < extended_at + LEASE
-    assert third.id == current.id and third.deliveries == 3
+    # A working stale extend would still hold the message, for another LEASE from then.
+    assert [(d.id, d.deliveries) for d in third] == [(current.id, 3)]
 
 
 # -- finishing messages ---------------------------------------------------------------------
 
 
-def test_acked_message_is_gone_for_good(make_broker: MakeBroker) -> None:
+def test_acked_message_is_gone_for_good(make_broker: MakeBroker, clock: Clock) -> None:
     consumer = make_broker(lease_seconds=LEASE)
     consumer.publish([envelope()])
     delivery = reserve_one(consumer)
@@ -371,7 +387,8 @@ def test_acked_message_is_gone_for_good(make_broker: MakeBroker) -> None:
 
     assert counts(consumer)[:3] == (0, 0, 0)
     # Even once its lease would have run out, it never comes back.
-    assert consumer.reserve(["default"], 10, LEASE + 0.5) == []
+    clock.advance(LEASE + CLOCK_SLACK)
+    assert consumer.reserve(["default"], 10, 0.2) == []
 
 
 def test_ack_of_a_batch_removes_every_message_in_it(broker: Broker) -> None:
@@ -383,20 +400,23 @@ def test_ack_of_a_batch_removes_every_message_in_it(broker: Broker) -> None:
     assert counts(broker)[:3] == (0, 0, 0)
 
 
-def test_retry_with_a_later_time_redelivers_the_new_body_only_then(broker: Broker) -> None:
+def test_retry_with_a_later_time_redelivers_the_new_body_only_then(
+    broker: Broker, clock: Clock,
+) -> None:
     sent = envelope("jobs", body=b"attempt 1")
     broker.publish([sent])
     delivery = reserve_one(broker, ["jobs"])
-    at = time.time() + 0.5
+    at = clock.time() + 0.5
 
     broker.retry(delivery, b"attempt 2", at)
     early = broker.reserve(["jobs"], 1, 0.1)
     early_counts = counts(broker, "jobs")
+    clock.advance(0.5)
     again = reserve_one(broker, ["jobs"])
 
     assert early == []
     assert early_counts[:3] == (0, 1, 0)
-    assert time.time() >= at - CLOCK_SLACK
+    assert clock.time() >= at - CLOCK_SLACK
     assert (again.id, again.queue, again.body) == (sent.id, "jobs", b"attempt 2")
 
 
@@ -515,27 +535,33 @@ def test_revoke_removes_a_ready_message_and_hands_back_its_body(broker: Broker) 
     assert broker.reserve(["jobs"], 10, 0.2) == []
 
 
-def test_revoke_removes_a_scheduled_message_which_then_never_comes_due(broker: Broker) -> None:
-    later = envelope(eta=time.time() + 0.3)
+def test_revoke_removes_a_scheduled_message_which_then_never_comes_due(
+    broker: Broker, clock: Clock,
+) -> None:
+    later = envelope(eta=clock.time() + 0.3)
     broker.publish([later])
 
     revoked = revoked_ids(broker, [later.id])
 
     assert revoked == [later.id]
     assert counts(broker)[:3] == (0, 0, 0)
-    assert broker.reserve(["default"], 10, 0.8) == []
+    clock.advance(0.3 + CLOCK_SLACK)  # past when it was due
+    assert broker.reserve(["default"], 10, 0.2) == []
 
 
-def test_revoke_removes_a_message_waiting_for_a_retry_backoff(broker: Broker) -> None:
+def test_revoke_removes_a_message_waiting_for_a_retry_backoff(
+    broker: Broker, clock: Clock,
+) -> None:
     sent = envelope(body=b"attempt 1")
     broker.publish([sent])
-    broker.retry(reserve_one(broker), b"attempt 2", time.time() + 0.3)
+    broker.retry(reserve_one(broker), b"attempt 2", clock.time() + 0.3)
 
     revoked = broker.revoke([sent.id])
 
     assert [(r.id, r.body) for r in revoked] == [(sent.id, b"attempt 2")]
     assert counts(broker)[:3] == (0, 0, 0)
-    assert broker.reserve(["default"], 10, 0.8) == []
+    clock.advance(0.3 + CLOCK_SLACK)  # past when it was due
+    assert broker.reserve(["default"], 10, 0.2) == []
 
 
 def test_revoke_leaves_a_reserved_message_to_its_worker(make_broker: MakeBroker) -> None:
@@ -565,12 +591,12 @@ def test_revoke_ignores_unknown_finished_and_dead_messages(broker: Broker) -> No
 
 
 def test_revoke_finds_messages_in_any_queue_and_leaves_the_others_as_they_were(
-    make_broker: MakeBroker,
+    make_broker: MakeBroker, clock: Clock,
 ) -> None:
     producer, admin = make_broker(), make_broker()
     low, high = envelope("a", priority=1), envelope("a", priority=8)
     doomed_a, doomed_b = envelope("a", priority=9), envelope("b")
-    kept_b, kept_later = envelope("b", body=b"kept"), envelope("c", eta=time.time() + 60)
+    kept_b, kept_later = envelope("b", body=b"kept"), envelope("c", eta=clock.time() + 60)
     producer.publish([low, doomed_a, high, doomed_b, kept_b, kept_later])
 
     revoked = revoked_ids(admin, [doomed_a.id, doomed_b.id])
@@ -610,10 +636,10 @@ def test_revoke_matches_ids_exactly_whatever_characters_they_hold(broker: Broker
 
 
 def test_purge_deletes_ready_and_scheduled_but_lets_running_messages_finish(
-    broker: Broker,
+    broker: Broker, clock: Clock,
 ) -> None:
     broker.publish([envelope("q") for _ in range(4)])
-    broker.publish([envelope("q", eta=time.time() + 60) for _ in range(2)])
+    broker.publish([envelope("q", eta=clock.time() + 60) for _ in range(2)])
     other = envelope("other")
     broker.publish([other])
     running = reserve_one(broker, ["q"])
@@ -640,8 +666,8 @@ def test_stats_include_default_even_when_nothing_was_published(broker: Broker) -
     assert counts(broker) == (0, 0, 0, 0)
 
 
-def test_stats_count_ready_scheduled_and_running_per_queue(broker: Broker) -> None:
-    broker.publish([envelope("a"), envelope("a"), envelope("a", eta=time.time() + 60)])
+def test_stats_count_ready_scheduled_and_running_per_queue(broker: Broker, clock: Clock) -> None:
+    broker.publish([envelope("a"), envelope("a"), envelope("a", eta=clock.time() + 60)])
     broker.publish([envelope("b")])
     reserve_one(broker, ["a"])
 
@@ -678,12 +704,12 @@ def test_a_new_heartbeat_replaces_the_workers_info(broker: Broker) -> None:
     assert [(w.id, w.processed) for w in broker.workers()] == [("w-1", 7)]
 
 
-def test_a_worker_disappears_when_its_heartbeat_expires(broker: Broker) -> None:
+def test_a_worker_disappears_when_its_heartbeat_expires(broker: Broker, clock: Clock) -> None:
     broker.heartbeat(worker_info("short"), 0.5)
     broker.heartbeat(worker_info("long"), 60)
     before = {w.id for w in broker.workers()}
 
-    time.sleep(0.7)
+    clock.advance(0.7)
 
     assert before == {"short", "long"}
     assert [w.id for w in broker.workers()] == ["long"]
@@ -733,7 +759,7 @@ def test_concurrent_consumers_get_every_message_exactly_once(make_broker: MakeBr
 
 def consume_in_process(url: str, out: str, barrier: Barrier) -> None:
     """A consumer process: its own broker on the same store, writing the ids it got."""
-    broker = from_url(url)
+    broker = broker_from_url(url)
     got: list[str] = []
     try:
         barrier.wait(60)

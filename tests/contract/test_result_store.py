@@ -1,4 +1,8 @@
-"""The result store contract: what every ResultStore must do, checked only through the Protocol."""
+"""The result store contract: what every ResultStore must do, checked only through the Protocol.
+
+Expiry follows the `clock` fixture: on the in-process stores it is fake, so TTLs run out
+at once when the test advances it; elsewhere advancing it sleeps. (The coordination
+primitives have their own contract: test_coordination.py.)"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ import threading
 import time
 import uuid
 
-from conveyor.result import ErrorInfo, ResultRecord, State
-from conveyor.results.base import ResultStore
+from conveyor.records import ErrorInfo, ResultRecord, State
+from conveyor.store import ResultStore
+from tests.conftest import Clock
 
 TTL = 60.0
 
@@ -70,12 +75,12 @@ def test_get_of_an_unknown_id_is_none(result_store: ResultStore) -> None:
     assert result_store.get("no-such-task") is None
 
 
-def test_record_expires_after_its_ttl(result_store: ResultStore) -> None:
+def test_record_expires_after_its_ttl(result_store: ResultStore, clock: Clock) -> None:
     sent = record()
     result_store.store([(sent, 0.3)])
     before = result_store.get(sent.id)
 
-    time.sleep(0.45)
+    clock.advance(0.45)
 
     assert before is not None
     assert result_store.get(sent.id) is None
@@ -199,186 +204,11 @@ def test_get_many_reads_more_ids_than_one_query_holds(result_store: ResultStore)
     assert [g.result if g else None for g in got] == list(range(1200))
 
 
-def test_get_many_leaves_out_expired_records(result_store: ResultStore) -> None:
+def test_get_many_leaves_out_expired_records(result_store: ResultStore, clock: Clock) -> None:
     short, long = record(), record()
     result_store.store([(short, 0.2), (long, TTL)])
 
-    time.sleep(0.3)
+    clock.advance(0.3)
 
     assert [g.id if g else None for g in result_store.get_many([short.id, long.id])] == [
         None, long.id]
-
-
-def key() -> str:
-    return f"k-{uuid.uuid4().hex}"
-
-
-def test_a_claim_held_by_another_owner_returns_that_owner(result_store: ResultStore) -> None:
-    lock = key()
-
-    first = result_store.claim(lock, "alice", TTL)
-    second = result_store.claim(lock, "bob", TTL)
-
-    assert (first, second) == ("alice", "alice")
-
-
-def test_claiming_again_renews_the_claim(result_store: ResultStore) -> None:
-    lock = key()
-    result_store.claim(lock, "alice", 0.5)
-    time.sleep(0.3)
-
-    renewed = result_store.claim(lock, "alice", 0.5)
-    time.sleep(0.3)  # past the first claim's expiry, within the renewal's
-
-    assert renewed == "alice"
-    assert result_store.claim(lock, "bob", TTL) == "alice"
-
-
-def test_a_claim_expires_and_another_owner_can_take_it(result_store: ResultStore) -> None:
-    lock = key()
-    result_store.claim(lock, "alice", 0.2)
-
-    time.sleep(0.3)
-
-    assert result_store.claim(lock, "bob", TTL) == "bob"
-    assert result_store.claim(lock, "alice", TTL) == "bob"
-
-
-def test_release_frees_the_owners_claim(result_store: ResultStore) -> None:
-    lock = key()
-    result_store.claim(lock, "alice", TTL)
-
-    released = result_store.release(lock, "alice")
-
-    assert released is True
-    assert result_store.claim(lock, "bob", TTL) == "bob"
-
-
-def test_release_by_another_owner_does_nothing(result_store: ResultStore) -> None:
-    lock = key()
-    result_store.claim(lock, "alice", TTL)
-
-    released = result_store.release(lock, "bob")
-
-    assert released is False
-    assert result_store.claim(lock, "bob", TTL) == "alice"
-    assert result_store.release(key(), "bob") is False  # nobody holds it
-
-
-def test_one_of_many_concurrent_claims_wins(result_store: ResultStore) -> None:
-    lock = key()
-    barrier = threading.Barrier(20)
-    holders: list[str] = []
-
-    def contend(owner: str) -> None:
-        barrier.wait()
-        holders.append(result_store.claim(lock, owner, TTL))
-
-    threads = [threading.Thread(target=contend, args=(f"owner-{n}",)) for n in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert len(holders) == 20
-    assert len(set(holders)) == 1  # everyone saw the same winner...
-    assert holders[0] in {f"owner-{n}" for n in range(20)}  # ...one of them
-
-
-def test_join_counts_a_member_once(result_store: ResultStore) -> None:
-    chord = key()
-
-    sizes = [result_store.join([(chord, member)], TTL)[0] for member in ["a", "b", "a", "c"]]
-
-    assert sizes == [1, 2, 2, 3]
-
-
-def test_join_takes_entries_of_several_keys_in_one_call(result_store: ResultStore) -> None:
-    one, two = key(), key()
-    result_store.join([(one, "a")], TTL)
-
-    sizes = result_store.join([(one, "b"), (two, "a"), (one, "b"), (one, "c"), (two, "b")],
-                              TTL)
-
-    assert sizes == [2, 1, 2, 3, 2]
-    assert result_store.join([], TTL) == []
-
-
-def test_a_joined_set_expires_after_its_ttl(result_store: ResultStore) -> None:
-    chord = key()
-    result_store.join([(chord, "a"), (chord, "b")], 0.2)
-
-    time.sleep(0.3)
-
-    assert result_store.join([(chord, "c")], TTL) == [1]
-
-
-def test_each_join_renews_the_whole_set(result_store: ResultStore) -> None:
-    chord = key()
-    result_store.join([(chord, "a")], 0.5)
-    time.sleep(0.3)
-    result_store.join([(chord, "b")], 0.5)
-
-    time.sleep(0.3)  # past "a"'s first expiry, within the renewal
-
-    assert result_store.join([(chord, "c")], TTL) == [3]
-
-
-def test_concurrent_joins_count_every_member_exactly_once(result_store: ResultStore) -> None:
-    chord = key()
-    barrier = threading.Barrier(50)
-    sizes: list[int] = []
-
-    def join(member: str) -> None:
-        barrier.wait()
-        sizes.extend(result_store.join([(chord, member)], TTL))
-
-    threads = [threading.Thread(target=join, args=(f"m-{n}",)) for n in range(50)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert sorted(sizes) == list(range(1, 51))  # each size seen once: the adds are atomic
-    assert result_store.join([(chord, "m-0")], TTL) == [50]
-
-
-def test_put_values_come_back_from_fetch(result_store: ResultStore) -> None:
-    one, two = key(), key()
-
-    result_store.put(one, "first", TTL)
-    result_store.put(two, '{"json": "ünïcode ✓"}', TTL)
-    result_store.put(one, "replaced", TTL)
-
-    assert result_store.fetch([two, "never-put", one]) == [
-        '{"json": "ünïcode ✓"}', None, "replaced"]
-    assert result_store.fetch([]) == []
-
-
-def test_a_put_value_expires_after_its_ttl(result_store: ResultStore) -> None:
-    gone, kept = key(), key()
-    result_store.put(gone, "short", 0.2)
-    result_store.put(kept, "long", TTL)
-
-    time.sleep(0.3)
-
-    assert result_store.fetch([gone, kept]) == [None, "long"]
-
-
-def test_coordination_keys_never_meet_task_ids(result_store: ResultStore) -> None:
-    stored = record(State.SUCCESS, result="mine")
-    result_store.store([(stored, TTL)])
-
-    result_store.put(stored.id, "a value", TTL)
-    holder = result_store.claim(stored.id, "alice", TTL)
-    size = result_store.join([(stored.id, "member")], TTL)
-    result_store.put(f"claim:{stored.id}", "a value", TTL)
-
-    got = result_store.get(stored.id)
-    assert got is not None
-    assert (got.state, got.result) == (State.SUCCESS, "mine")
-    assert (holder, size) == ("alice", [1])
-    assert result_store.fetch([stored.id]) == ["a value"]
-    assert result_store.get_many([stored.id])[0] == got
-    result_store.forget([stored.id])
-    assert result_store.claim(stored.id, "bob", TTL) == "alice"

@@ -16,7 +16,7 @@ from django.utils import timezone
 from conveyor.contrib.django import DjangoApp
 from conveyor.contrib.django.models import TaskResult
 from conveyor.errors import BrokerUnavailable
-from conveyor.result import ErrorInfo, ResultRecord, State
+from conveyor.records import ErrorInfo, ResultRecord, State
 from conveyor.testing import run_until_idle
 
 pytestmark = pytest.mark.django_db(transaction=True)

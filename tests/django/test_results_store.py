@@ -1,5 +1,6 @@
-"""``results="django://"``: the result store contract on the Django ORM, and what is
-particular to it (another database, rows queued tasks get, expiry, threads, a real worker)."""
+"""``results="django://"``: the result store and coordination contracts on the Django ORM,
+and what is particular to them (another database, rows queued tasks get, expiry, threads,
+a real worker)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,16 @@ import pytest
 from django.db import connections
 
 from conveyor import App
+from conveyor.contrib.django.coordination import DjangoCoordination
 from conveyor.contrib.django.models import Claim, JoinedSet, SetMember, TaskResult, Value
 from conveyor.contrib.django.results import DjangoResultStore
 from conveyor.errors import ConfigurationError
 from conveyor.message import Message, new_id
-from conveyor.result import ErrorInfo, State
+from conveyor.records import ErrorInfo, State
+from tests.contract.test_coordination import *  # noqa: F403 - the whole contract, run here
+from tests.contract.test_coordination import key
 from tests.contract.test_result_store import *  # noqa: F403 - the whole contract, run here
-from tests.contract.test_result_store import TTL, key, record
+from tests.contract.test_result_store import TTL, record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,6 +33,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def result_store() -> Iterator[DjangoResultStore]:
     store = DjangoResultStore("django://")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def coordination() -> Iterator[DjangoCoordination]:
+    store = DjangoCoordination("django://")
     yield store
     store.close()
 
@@ -127,15 +138,18 @@ def test_a_failure_is_stored_in_columns_an_admin_can_filter(
     assert row.updated.timestamp() == pytest.approx(failed.updated, abs=1e-3)
 
 
-def test_purge_deletes_expired_rows_of_every_table(result_store: DjangoResultStore) -> None:
+def test_purge_deletes_expired_rows_of_every_table(
+    result_store: DjangoResultStore, coordination: DjangoCoordination,
+) -> None:
     short, long = record(), record()
     result_store.store([(short, 0.2), (long, TTL)])
-    result_store.claim(key(), "alice", 0.2)
-    result_store.join([(key(), "a")], 0.2)
-    result_store.put(key(), "v", 0.2)
+    coordination.claim(key(), "alice", 0.2)
+    coordination.join([(key(), "a")], 0.2)
+    coordination.put(key(), "v", 0.2)
     time.sleep(0.3)
 
     result_store.purge_expired()
+    coordination.purge_expired()
 
     assert list(TaskResult.objects.values_list("task_id", flat=True)) == [long.id]
     assert (Claim.objects.count(), JoinedSet.objects.count(), SetMember.objects.count(),
@@ -143,30 +157,30 @@ def test_purge_deletes_expired_rows_of_every_table(result_store: DjangoResultSto
 
 
 def test_times_work_without_time_zone_support(
-    result_store: DjangoResultStore, settings: Any,
+    result_store: DjangoResultStore, coordination: DjangoCoordination, settings: Any,
 ) -> None:
     settings.USE_TZ = False
     short, due = record(retry_at=1234.5), record()
 
     result_store.store([(short, 0.2), (due, TTL)])
-    result_store.claim(lock := key(), "alice", 0.2)
+    coordination.claim(lock := key(), "alice", 0.2)
     time.sleep(0.3)
 
     assert result_store.get(short.id) is None
     got = result_store.get(due.id)
     assert got is not None and got.updated == due.updated
-    assert result_store.claim(lock, "bob", TTL) == "bob"
+    assert coordination.claim(lock, "bob", TTL) == "bob"
     assert result_store.get_many([short.id]) == [None]
 
 
-def test_long_keys_are_stored_by_their_hash(result_store: DjangoResultStore) -> None:
+def test_long_keys_are_stored_by_their_hash(coordination: DjangoCoordination) -> None:
     long_key = "unique:" + "x" * 400
 
-    assert result_store.claim(long_key, "alice", TTL) == "alice"
-    assert result_store.claim(long_key, "bob", TTL) == "alice"
-    result_store.put(long_key, "value", TTL)
-    assert result_store.fetch([long_key]) == ["value"]
-    assert result_store.join([(long_key, "m" * 300)], TTL) == [1]
+    assert coordination.claim(long_key, "alice", TTL) == "alice"
+    assert coordination.claim(long_key, "bob", TTL) == "alice"
+    coordination.put(long_key, "value", TTL)
+    assert coordination.fetch([long_key]) == ["value"]
+    assert coordination.join([(long_key, "m" * 300)], TTL) == [1]
 
 
 def test_a_task_id_too_long_for_its_column_is_skipped_not_retried_forever(
@@ -241,11 +255,12 @@ def other_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
 def test_an_alias_in_the_url_keeps_everything_in_that_database(other_database: str) -> None:
     store = DjangoResultStore(f"django://{other_database}")
+    coordination = DjangoCoordination(f"django://{other_database}")
     done = record(State.SUCCESS, result="elsewhere")
 
     store.store([(done, TTL)])
     store.record_pending([message()])
-    store.put("k", "v", TTL)
+    coordination.put("k", "v", TTL)
 
     got = store.get(done.id)
     assert got is not None
@@ -254,6 +269,7 @@ def test_an_alias_in_the_url_keeps_everything_in_that_database(other_database: s
     assert Value.objects.using(other_database).count() == 1
     assert not TaskResult.objects.exists() and not Value.objects.exists()  # not in default
     store.close()
+    coordination.close()
 
 
 def test_an_unknown_database_alias_is_a_configuration_error() -> None:

@@ -188,14 +188,14 @@ def test_tasks_declared_after_init_app_reach_every_app(conveyor: Conveyor) -> No
 
     assert first.tasks["late.task"].options.queue == "late"
     assert "late.task" in second.tasks
-    assert late.task is second.tasks["late.task"]
+    assert conveyor.registered["late.task"] is second.tasks["late.task"]  # the last app
 
 
 def test_two_tasks_with_one_name_is_an_error(conveyor: Conveyor) -> None:
     @conveyor.task(name="same")
     def one() -> None: ...
 
-    with pytest.raises(ConfigurationError, match="already declared"):
+    with pytest.raises(ConfigurationError, match="already registered"):
         @conveyor.task(name="same")
         def two() -> None: ...
 

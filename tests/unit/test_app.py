@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from conveyor import App, TaskContext, TaskError
-from conveyor.brokers.memory import MemoryBroker
+from conveyor.backends.memory import MemoryBroker
 from conveyor.errors import ConfigurationError
-from conveyor.result import State
+from conveyor.records import State
 from conveyor.testing import run_until_idle
 
 

@@ -13,7 +13,7 @@ import click
 import pytest
 
 from conveyor import App
-from conveyor.cli.discovery import load_app
+from conveyor.discovery import load_app
 
 MakeModule = Callable[[str, str], None]
 

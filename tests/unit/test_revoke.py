@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from conveyor import App, TaskError, chain, chord, group
+from conveyor.backends.memory import MemoryResultStore
 from conveyor.errors import BrokerUnavailable
 from conveyor.message import Message
 from conveyor.middleware.base import Middleware
-from conveyor.result import ResultRecord, State
-from conveyor.results.memory import MemoryResultStore
+from conveyor.records import ResultRecord, State
 from conveyor.testing import run_until_idle
 
 

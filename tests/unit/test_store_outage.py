@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from conveyor import App, State
+from conveyor.backends.memory import MemoryResultStore
 from conveyor.errors import BrokerUnavailable
-from conveyor.result import ResultRecord
-from conveyor.results.memory import MemoryResultStore
+from conveyor.records import ResultRecord
 from conveyor.testing import run_until_idle
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from conveyor import App, AsyncResult, TaskContext
 from conveyor.errors import ConfigurationError, MessageTooLarge, SerializationError
-from conveyor.result import State
+from conveyor.records import State
 from conveyor.task import Task
 from conveyor.testing import run_until_idle
 
@@ -54,8 +54,8 @@ def test_decorator_with_options_applies_them(app: App) -> None:
 
     assert send.options.queue == "emails"
     assert send.options.priority == 5
-    assert send.options.retries == 3
-    assert send.options.backoff == 2.0
+    assert send.options["retries"] == 3
+    assert send.options["backoff"] == 2.0
     assert send.options.ignore_result is True
     # And delay() routes to the task's queue
     send.delay("a@b.c")
@@ -66,7 +66,7 @@ def test_decorator_with_options_applies_them(app: App) -> None:
 def test_default_options_match_the_documented_defaults(app: App) -> None:
     task = app.task(module_level_function)
     options = task.options
-    assert (options.queue, options.priority, options.retries) == ("default", 0, 0)
+    assert (options.queue, options.priority, options["retries"]) == ("default", 0, 0)
     assert options.acks_late is True
     assert options.ignore_result is False
 
@@ -239,7 +239,7 @@ def test_a_single_exception_class_is_accepted_for_retry_on(app: App) -> None:
     def fetch() -> None:
         return None
 
-    assert fetch.options.retry_on == (ConnectionError,)
+    assert fetch.options["retry_on"] == (ConnectionError,)
 
 
 # -- delay / apply_async validation --------------------------------------------------------

@@ -1,7 +1,7 @@
-"""Periodic tasks: `cron()` and `every()` schedules (schedules.py), the entries the App
-holds (entries.py), and the beat that publishes each tick once cluster-wide
-(scheduler.py, imported only by the processes that run a beat)."""
+"""The beat: publishes each tick of each periodic task once, cluster-wide (scheduler.py).
+Schedules themselves (`cron`, `every`) are in `conveyor.schedules`, periodic entries in
+`conveyor.periodic`: a worker that only imports them never loads this package."""
 
-from conveyor.beat.schedules import Cron, Every, Schedule, cron, every
+from conveyor.beat.scheduler import DEFAULT_LEASE, Beat
 
-__all__ = ["Cron", "Every", "Schedule", "cron", "every"]
+__all__ = ["DEFAULT_LEASE", "Beat"]

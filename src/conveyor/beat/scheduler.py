@@ -34,10 +34,10 @@ from datetime import UTC, datetime
 import msgspec
 
 from conveyor.app import App
-from conveyor.beat.entries import PeriodicTask
-from conveyor.beat.schedules import ticks_between
 from conveyor.errors import ConfigurationError, ConveyorError
 from conveyor.message import Message, encode
+from conveyor.periodic import PeriodicTask
+from conveyor.schedules import ticks_between
 
 logger = logging.getLogger("conveyor.beat")
 
@@ -74,7 +74,7 @@ def key(app: App, *parts: str) -> str:
 
 def read_alive(app: App) -> Alive | None:
     """The last leader's record (who, when), or None if no beat ever ran."""
-    return decode_alive(app.results.fetch([key(app, "alive")])[0])
+    return decode_alive(app.coordination.fetch([key(app, "alive")])[0])
 
 
 def iso(tick: float) -> str:
@@ -167,7 +167,7 @@ class Beat:
         now = self.clock()
         if not self._claim(now):
             return min(1.0, self.lease / 3)
-        store = self.app.results
+        store = self.app.coordination
         raw = store.fetch([self._alive_key, *[key(self.app, "last", e.name)
                                               for e in self.entries]])
         alive = decode_alive(raw[0])
@@ -199,7 +199,7 @@ class Beat:
 
     def _claim(self, now: float) -> bool:
         try:
-            holder = self.app.results.claim(self.leader_key, self.id, self.lease)
+            holder = self.app.coordination.claim(self.leader_key, self.id, self.lease)
         except ConveyorError:
             self._since, self.is_leader = None, False
             raise
@@ -258,7 +258,7 @@ class Beat:
             return
         self.is_leader = False
         try:
-            store = self.app.results
+            store = self.app.coordination
             if store.claim(self.leader_key, self.id, self.lease) == self.id:
                 now = self.clock()
                 alive = Alive(self.id, self._last_pass or now, now, stopped=True)
@@ -282,12 +282,12 @@ class Beat:
 def overview(app: App, now: float) -> tuple[list[tuple[str, str, str, str, str]], str]:
     """For `conveyor status`: a row per periodic task (name, task, schedule, next run, last
     run) and a line saying which beat holds the lock. One round trip to the store."""
-    from conveyor.beat.schedules import show_time
+    from conveyor.schedules import show_time
 
     entries = sorted(app.schedules.values(), key=lambda e: e.name)
     for entry in entries:
         entry.schedule.check()
-    raw = app.results.fetch([key(app, "alive"), *[key(app, "last", e.name) for e in entries]])
+    raw = app.coordination.fetch([key(app, "alive"), *[key(app, "last", e.name) for e in entries]])
     rows = []
     for entry, last in zip(entries, map(decode_last, raw[1:]), strict=True):
         zone = entry.schedule.zone

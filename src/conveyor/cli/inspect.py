@@ -10,11 +10,10 @@ from collections.abc import Sequence
 import click
 import msgspec
 
-from conveyor import signing
 from conveyor.app import App
 from conveyor.cli.options import group_app_option, with_app
-from conveyor.message import decode
-from conveyor.result import State
+from conveyor.message import UnreadableMessage, unseal
+from conveyor.records import State
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -131,8 +130,8 @@ def dead_list(app: App, queue: str | None, limit: int) -> None:
     rows = []
     for letter in letters:
         try:
-            name = decode(signing.verify(letter.body, app.settings.signing_keys)).task
-        except Exception:
+            name = unseal(letter.body, app.settings.signing_keys).task
+        except UnreadableMessage:
             name = "(undecodable)"
         rows.append((letter.id, letter.queue, name, ago(letter.failed_at), letter.reason))
     click.echo(table(["ID", "QUEUE", "TASK", "FAILED", "REASON"], rows))

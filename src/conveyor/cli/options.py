@@ -10,7 +10,7 @@ import click
 from click.core import ParameterSource
 
 from conveyor.app import App
-from conveyor.cli.discovery import load_app
+from conveyor.discovery import load_app
 from conveyor.errors import ConveyorError
 
 F = TypeVar("F", bound=Callable[..., Any])

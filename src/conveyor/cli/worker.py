@@ -9,7 +9,7 @@ import sys
 import click
 
 from conveyor.app import App
-from conveyor.beat.scheduler import DEFAULT_LEASE, Beat
+from conveyor.beat import DEFAULT_LEASE, Beat
 from conveyor.cli.options import with_app
 from conveyor.config import mask_url
 from conveyor.errors import ConveyorError
@@ -67,7 +67,8 @@ def parse_queues(value: str) -> list[str]:
 @click.option("-l", "--loglevel", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 def worker(app: App, queues: str, processes: int | None, threads: int,
-           max_tasks_per_child: int | None, grace: float, with_beat: bool, beat_lease: float,
+           max_tasks_per_child: int | None, grace: float, with_beat: bool,
+           beat_lease: float,
            loglevel: str) -> None:
     """Run worker processes until SIGINT/SIGTERM (twice: don't wait for running tasks)."""
     configure_logging(loglevel)
@@ -88,10 +89,11 @@ def worker(app: App, queues: str, processes: int | None, threads: int,
     if spec:  # hand over to a lean supervisor process (see conveyor/worker/__main__.py)
         options = {"queues": queue_list, "processes": processes, "threads": threads,
                    "max_tasks_per_child": max_tasks_per_child, "grace": grace,
-                   "beat": beat, "loglevel": loglevel}
+                   "beat_lease": beat, "loglevel": loglevel}
         sys.stderr.flush()
         os.execv(sys.executable, [sys.executable, "-m", "conveyor.worker", spec,
                                   json.dumps(options)])
     supervisor = Supervisor(app, queue_list, processes, threads,
-                            max_tasks_per_child=max_tasks_per_child, grace=grace, beat=beat)
+                            max_tasks_per_child=max_tasks_per_child, grace=grace,
+                            beat_lease=beat)
     raise SystemExit(supervisor.run())

@@ -1,39 +1,43 @@
-"""Middleware: the one extension mechanism. Built-in features (retries, ...) are middleware.
+"""Middleware: the one extension mechanism. Built-in features (retries, time limits) are
+middleware, written with nothing but what this module offers users (docs/middleware.md).
 
 Hooks run around publishing and around executing a task. `before_*` hooks run in stack
 order and may raise to veto (the publish fails, or the task fails with that error);
 `after_*`/`on_*` hooks run in reverse order and are observers: an exception there is
 logged, never raised, so a broken metrics exporter can't fail tasks.
 
-A middleware declares the task options it owns in `options`; `@app.task(...)` rejects
-any option no middleware (and not the task itself) owns, naming the closest match.
+A middleware declares the task options it owns in `options` (a set of names, or a dict
+of names to their defaults): `@app.task(per_minute=5)` is accepted once a middleware owns
+`per_minute`, and reads back as ``task.options["per_minute"]``; an option nobody owns
+is rejected, naming the closest match.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from conveyor.context import TaskContext
+from conveyor.host import Host
 from conveyor.message import Message
-
-if TYPE_CHECKING:
-    from conveyor.app import App
-    from conveyor.task import Task
+from conveyor.task import Task
 
 logger = logging.getLogger("conveyor.middleware")
 
 
 @dataclass
 class Execution:
-    """One attempt of one task on a worker."""
+    """One attempt of one task on a worker. A middleware may set `deadline` (a
+    `time.monotonic()` time) in `before_execute`: past it the worker stops the task for
+    sure, by replacing its process, and the attempt fails with TimeLimitExceeded."""
 
     message: Message
     task: Task[..., Any]
     context: TaskContext
     started: float
+    deadline: float | None = None
 
 
 @dataclass
@@ -55,15 +59,19 @@ class Outcome:
 class Middleware:
     """Subclass and override the hooks you need; the others cost nothing."""
 
-    options: ClassVar[frozenset[str]] = frozenset()
+    # The task options this middleware owns: names, or a dict of names to defaults (an
+    # option declared by name alone defaults to None).
+    options: ClassVar[Collection[str]] = frozenset()
 
     def validate_options(self, task_name: str, options: dict[str, Any]) -> None:
-        """Raise ConfigurationError for bad values of the options this middleware owns."""
+        """Raise ConfigurationError for bad values of the options this middleware owns
+        (`options` holds what the task was declared with; a value may be normalized in
+        place, e.g. one exception class into a tuple of them)."""
 
-    def before_publish(self, app: App, message: Message) -> Message:
+    def before_publish(self, app: Host, message: Message) -> Message:
         return message
 
-    def after_publish(self, app: App, message: Message) -> None:
+    def after_publish(self, app: Host, message: Message) -> None:
         pass
 
     def before_execute(self, execution: Execution) -> None:
@@ -99,17 +107,20 @@ class MiddlewareStack:
             self._hooks[hook] = overriding
 
     @property
-    def options(self) -> frozenset[str]:
-        owned: frozenset[str] = frozenset()
+    def options(self) -> dict[str, Any]:
+        """Every option the middleware own, with its default."""
+        owned: dict[str, Any] = {}
         for m in self.middleware:
-            owned |= m.options
+            declared = m.options
+            owned.update(declared if isinstance(declared, Mapping)
+                         else dict.fromkeys(declared))
         return owned
 
     def validate_options(self, task_name: str, options: dict[str, Any]) -> None:
         for m in self.middleware:
             m.validate_options(task_name, options)
 
-    def before_publish(self, app: App, message: Message) -> Message:
+    def before_publish(self, app: Host, message: Message) -> Message:
         for hook in self._hooks["before_publish"]:
             message = hook(app, message)
         return message

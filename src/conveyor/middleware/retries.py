@@ -18,16 +18,17 @@ from typing import Any
 
 from conveyor.errors import ConfigurationError, Retry
 from conveyor.middleware.base import Execution, Middleware, Outcome
+from conveyor.options import TaskOptions
 
 DEFAULT_RETRY_ON_RETRIES = 3
 DEFAULT_EXPLICIT_RETRIES = 3
 
 
-def max_retries(options: Any) -> int:
+def max_retries(options: TaskOptions) -> int:
     """How many retries a task's options allow for ordinary exceptions."""
-    if options.retries:
-        return int(options.retries)
-    return DEFAULT_RETRY_ON_RETRIES if options.retry_on else 0
+    if options["retries"]:
+        return int(options["retries"])
+    return DEFAULT_RETRY_ON_RETRIES if options["retry_on"] else 0
 
 
 def backoff_delay(attempt: int, backoff: float, backoff_max: float, jitter: bool,
@@ -40,7 +41,8 @@ def backoff_delay(attempt: int, backoff: float, backoff_max: float, jitter: bool
 
 
 class Retries(Middleware):
-    options = frozenset({"retries", "retry_on", "backoff", "backoff_max", "jitter"})
+    options = {"retries": 0, "retry_on": (), "backoff": 1.0, "backoff_max": 600.0,
+               "jitter": True}
 
     def validate_options(self, task_name: str, options: dict[str, Any]) -> None:
         retries = options.get("retries", 0)
@@ -49,6 +51,8 @@ class Retries(Middleware):
                                      f"got {retries!r}")
         retry_on = options.get("retry_on", ())
         types = retry_on if isinstance(retry_on, tuple) else (retry_on,)
+        if "retry_on" in options:
+            options["retry_on"] = types
         if not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
             raise ConfigurationError(f"task {task_name!r}: retry_on must be an exception "
                                      f"class or a tuple of them, got {retry_on!r}")
@@ -58,6 +62,9 @@ class Retries(Middleware):
                 raise ConfigurationError(f"task {task_name!r}: {key} must be seconds >= 0, "
                                          f"got {value!r}")
 
+    def before_execute(self, execution: Execution) -> None:
+        execution.context.max_attempts = 1 + max_retries(execution.task.options)
+
     def after_execute(self, execution: Execution, outcome: Outcome) -> None:
         error = outcome.error
         if error is None:
@@ -65,17 +72,17 @@ class Retries(Middleware):
         options = execution.task.options
         attempt = execution.message.attempt
         if isinstance(error, Retry):
-            allowed = max(options.retries, DEFAULT_EXPLICIT_RETRIES)
+            allowed = max(options["retries"], DEFAULT_EXPLICIT_RETRIES)
             countdown = error.countdown
         else:
             allowed = max_retries(options)
-            retry_on = options.retry_on
+            retry_on = options["retry_on"]
             if retry_on and not isinstance(error, retry_on):
                 return
             countdown = None
         if attempt > allowed:
             return
         if countdown is None:
-            countdown = backoff_delay(attempt, options.backoff, options.backoff_max,
-                                      options.jitter)
+            countdown = backoff_delay(attempt, options["backoff"], options["backoff_max"],
+                                      options["jitter"])
         outcome.retry_at = time.time() + countdown

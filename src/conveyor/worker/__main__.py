@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
         sys.path.insert(0, os.getcwd())
 
     def load_app() -> App:  # runs in each worker process, after fork()
-        from conveyor.cli.discovery import load_app
+        from conveyor.discovery import load_app
 
         return load_app(spec)
 

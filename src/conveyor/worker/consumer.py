@@ -18,12 +18,14 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from conveyor.brokers.base import Delivery
-from conveyor.errors import ConveyorError, TaskError
+from conveyor.broker import Delivery
+from conveyor.errors import ConveyorError, TaskError, TimeLimitExceeded
+from conveyor.lifecycle.completion import Completion
+from conveyor.lifecycle.followups import Followups, needed
 from conveyor.message import Envelope
-from conveyor.result import ResultRecord
-from conveyor.worker import followups
-from conveyor.worker.executor import Completion, Executor, Prepared
+from conveyor.middleware.base import Outcome
+from conveyor.records import ResultRecord
+from conveyor.worker.executor import Executor, Prepared
 from conveyor.worker.pools import Pools
 
 if TYPE_CHECKING:
@@ -46,7 +48,9 @@ class Consumer:
         self.pools = Pools(self.executor, threads)
         self.in_flight: dict[tuple[str, int, str], Delivery] = {}
         self.processed = 0
-        self.failures: list[TaskError] = []  # tasks that failed for good, for testing
+        # The first task that failed for good (`run_until_idle(fail_fast=True)` raises it);
+        # only the first: a worker keeps nothing per task it has finished.
+        self.first_failure: TaskError | None = None
         self._done: deque[Completion] = deque()
         self._done_cond = threading.Condition(threading.Lock())
         self._records: dict[str, tuple[ResultRecord, float]] = {}
@@ -167,8 +171,8 @@ class Consumer:
         try:
             if records:
                 self.app.results.store(list(records.values()))
-            if followups.needed(live):
-                followups.Followups(self.app).run(live)
+            if needed(live):
+                Followups(self.app).run(live)
             self._apply(live)
         except ConveyorError:
             # The store is unreachable: keep everything for the next flush (each step is
@@ -195,8 +199,9 @@ class Consumer:
                                          c.at, c.body or c.delivery.body)])
             elif c.action == "retry":
                 broker.retry(c.delivery, c.body or c.delivery.body, c.at)
-            if c.action == "dead" and c.record is not None and c.record.error is not None:
-                self.failures.append(c.record.error.to_exception())
+            if (c.action == "dead" and self.first_failure is None and c.record is not None
+                    and c.record.error is not None):
+                self.first_failure = c.record.error.to_exception()
             if c.action == "dead" and not c.acked:
                 logger.warning("task %s dead-lettered: %s", c.delivery.id, c.reason)
                 broker.dead_letter(c.delivery, c.reason)
@@ -213,6 +218,38 @@ class Consumer:
             running = list(self.in_flight.values())
         if running:
             self.app.broker.extend(running)
+
+    def end_overdue(self) -> list[Prepared]:
+        """End every task past its hard deadline: its attempt fails (or retries) with
+        TimeLimitExceeded. Its thread goes on; only replacing the process stops it."""
+        overdue = self.executor.deadlines.overdue()
+        for prepared, execution in overdue:
+            ran = time.time() - execution.started
+            error = TimeLimitExceeded(f"hard time limit exceeded after {ran:.1f} s: the task "
+                                      "was stopped by replacing its worker process")
+            self.post_completion(self.executor.finish(prepared, execution, Outcome(error=error)))
+        return [prepared for prepared, _ in overdue]
+
+    def abandon(self) -> None:
+        """Before this process is replaced: stop reserving, then hand back at once every
+        task that is not finished (what finished is written first)."""
+        # Stop reserving first: a reserve woken by our own hand-back would take a task
+        # back into this process just before it exits.
+        self.stopping.set()
+        with self.reserving:
+            self.pools.cancel_pending()
+            self.hand_back()
+
+    def shut_down(self, grace: float, cancel: threading.Event) -> int:
+        """Warm shutdown: tasks not started go back at once, running ones get `grace`
+        seconds (unless `cancel` is set: a cold shutdown), then what is still unfinished
+        goes back. Returns how many went back at the end."""
+        self.pools.cancel_pending()
+        self.drain(grace, cancel)
+        self.stop_writer()
+        handed_back = self.hand_back()  # flushes what finished, returns the rest
+        self.pools.shutdown()
+        return handed_back
 
     def hand_back(self) -> int:
         """Return every unfinished delivery to its queue, ready at once."""

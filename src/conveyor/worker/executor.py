@@ -12,47 +12,25 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from conveyor import signing
-from conveyor.brokers.base import Delivery
+from conveyor.broker import Delivery
 from conveyor.context import TaskContext, current_task
 from conveyor.errors import NotRegistered, Retry, SerializationError, TimeLimitExceeded
-from conveyor.message import Message, decode, encode, encode_value
+from conveyor.lifecycle.completion import Completion, once_claim
+from conveyor.message import Message, UnreadableMessage, encode_value, seal, unseal
 from conveyor.middleware.base import Execution, Outcome
-from conveyor.middleware.retries import max_retries
-from conveyor.result import ErrorInfo, Progress, ResultRecord, State
+from conveyor.records import ErrorInfo, Progress, ResultRecord, State
 from conveyor.task import Task
-from conveyor.worker.watchdog import HardLimits
+from conveyor.worker.deadlines import Deadlines
 
 if TYPE_CHECKING:
     from conveyor.app import App
 
-Action = Literal["ack", "retry", "dead"]
 ONCE_TTL_MIN = 86400.0  # a duplicate comes a lease or a beat handover after the original
-
-
-def once_claim(task_id: str) -> str:
-    return f"once:{task_id}"
 RecordSink = Callable[[ResultRecord, float], None]
-
-
-@dataclass
-class Completion:
-    """What the consumer must do for a finished delivery."""
-
-    delivery: Delivery
-    action: Action
-    record: ResultRecord | None = None
-    ttl: float = 0.0
-    body: bytes | None = None
-    at: float | None = None
-    reason: str = ""
-    acked: bool = False  # acks_late=False: the message is already gone from the broker
-    message: Message | None = None  # set when it ran or ended for good: workflows follow on
-    value: Any = None  # the encoded return value (msgspec.Raw), for a workflow's next step
 
 
 @dataclass
@@ -74,10 +52,10 @@ def error_info(exc: BaseException, tb: str | None = None) -> ErrorInfo:
 
 
 class Executor:
-    def __init__(self, app: App, sink: RecordSink, early_ack: Callable[[Delivery], None],
-                 limits: HardLimits | None = None) -> None:
+    def __init__(self, app: App, sink: RecordSink, early_ack: Callable[[Delivery], None]
+                 ) -> None:
         self.app = app
-        self.limits = limits or HardLimits()
+        self.deadlines: Deadlines[tuple[Prepared, Execution]] = Deadlines()
         self.sink = sink
         self.early_ack = early_ack
         self.keys = app.settings.signing_keys
@@ -88,14 +66,11 @@ class Executor:
     def prepare(self, delivery: Delivery) -> Prepared | Completion:
         """Check a delivery can run; if it can't, say what to do with it instead."""
         try:
-            payload = signing.verify(delivery.body, self.keys)
-        except signing.SignatureError as exc:
-            return Completion(delivery, "dead", reason=f"rejected: {exc}")
-        try:
-            message = decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            reason = f"undecodable message: {exc}"
-            return self._fail_unrun(delivery, delivery.id, "?", 1, "DecodeError", reason)
+            message = unseal(delivery.body, self.keys)
+        except UnreadableMessage as exc:
+            if exc.rejected:  # its id can't be trusted: no result is written for it
+                return Completion(delivery, "dead", reason=str(exc))
+            return self._fail_unrun(delivery, delivery.id, "?", 1, "DecodeError", str(exc))
         task = self.app.tasks.get(message.task)
         if task is None:
             error = NotRegistered(message.task)
@@ -115,12 +90,11 @@ class Executor:
         it means this copy is a duplicate. A redelivery of the same entry (its worker
         died) holds the claim already, so it runs again, as any task would."""
         message, delivery = prepared.message, prepared.delivery
-        holder = self.app.results.claim(once_claim(message.id), delivery.receipt,
+        holder = self.app.coordination.claim(once_claim(message.id), delivery.receipt,
                                         max(self._ttl(prepared.task), ONCE_TTL_MIN))
         return holder == delivery.receipt
 
     def duplicate(self, prepared: Prepared) -> Completion:
-        self.limits.finished(prepared)
         return Completion(prepared.delivery, "ack",
                           reason=f"duplicate of {prepared.message.id}: already run or running")
 
@@ -131,7 +105,7 @@ class Executor:
         try:
             prepared.task.check_arguments(message.args, message.kwargs)
         except TypeError as exc:
-            self.limits.finished(prepared)
+            self.deadlines.forget(prepared)
             return self._fail_unrun(prepared.delivery, message.id, message.task,
                                     message.attempt, "TypeError", str(exc), message)
         return None
@@ -154,7 +128,6 @@ class Executor:
         options = task.options
         ttl = self._ttl(task)
         started = time.time()
-        allowed = 1 + max_retries(options)
 
         def report(progress: Progress | None) -> None:
             if options.ignore_result:
@@ -163,15 +136,13 @@ class Executor:
                                    attempt=message.attempt, progress=_stored(progress),
                                    updated=time.time()), ttl)
 
-        context = TaskContext(message.id, message.task, message.attempt, allowed,
+        context = TaskContext(message.id, message.task, message.attempt, 1,
                               message.queue, message.headers, sink=report)
         report(None)
         if not options.acks_late:
             self.early_ack(prepared.delivery)
         args: list[Any] = [context, *message.args] if options.bind else list(message.args)
-        execution = Execution(message, task, context, started)
-        self.limits.started(prepared, execution)
-        return execution, args
+        return Execution(message, task, context, started), args
 
     def run_sync(self, prepared: Prepared) -> Completion:
         if prepared.message.once and not self.first_run(prepared):
@@ -181,6 +152,7 @@ class Executor:
         outcome = Outcome()
         try:
             self.app.middleware.before_execute(execution)
+            self.deadlines.watch(prepared, execution.deadline, (prepared, execution))
             outcome.value = execution.task.fn(*args, **execution.message.kwargs)
         except BaseException as exc:  # noqa: BLE001 - a task's failure is data here
             if isinstance(exc, TypeError) and (mismatch := self._signature_mismatch(prepared)):
@@ -201,6 +173,7 @@ class Executor:
         outcome = Outcome()
         try:
             self.app.middleware.before_execute(execution)
+            self.deadlines.watch(prepared, execution.deadline, (prepared, execution))
             outcome.value = await execution.task.fn(*args, **execution.message.kwargs)
         except BaseException as exc:  # noqa: BLE001 - includes CancelledError from limits
             if isinstance(exc, TypeError) and (mismatch := self._signature_mismatch(prepared)):
@@ -213,7 +186,7 @@ class Executor:
     # -- after running ---------------------------------------------------------------
 
     def finish(self, prepared: Prepared, execution: Execution, outcome: Outcome) -> Completion:
-        self.limits.finished(prepared)
+        self.deadlines.forget(prepared)
         try:
             return self._finish(prepared, execution, outcome)
         except TimeLimitExceeded:
@@ -242,8 +215,8 @@ class Executor:
             record = ResultRecord(id=message.id, state=State.RETRY, task=message.task,
                                   error=info, attempt=message.attempt, updated=now,
                                   retry_at=outcome.retry_at, progress=progress)
-            body = signing.sign(encode(message.next_attempt(outcome.retry_at),
-                                       self.app.settings.max_message_size), self.keys)
+            body = seal(message.next_attempt(outcome.retry_at),
+                        self.app.settings.max_message_size, self.keys)
             return Completion(delivery, "retry", record, ttl, body=body, at=outcome.retry_at,
                               acked=early, message=message)
         self.app.middleware.notify("on_failure", execution, outcome)

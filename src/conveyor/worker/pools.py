@@ -15,7 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from conveyor.worker.executor import Completion, Executor, Prepared
+from conveyor.lifecycle.completion import Completion
+from conveyor.worker.executor import Executor, Prepared
 
 if TYPE_CHECKING:  # imported when the first async task arrives: asyncio costs MBs
     import asyncio

@@ -1,4 +1,4 @@
-"""The supervisor: forks worker processes (and, with `beat=`, a beat process), restarts
+"""The supervisor: forks worker processes (and, with `beat_lease=`, a beat process), restarts
 any that dies, recycles them, and turns signals into warm or cold shutdown.
 
 Signals: the supervisor alone listens to SIGINT/SIGTERM; its children ignore them, so
@@ -18,13 +18,14 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from conveyor.worker.deadlines import EXIT_HARD_LIMIT
+
 if TYPE_CHECKING:
     from conveyor.app import App
 
 logger = logging.getLogger("conveyor.supervisor")
 
 WARM, COLD = signal.SIGUSR1, signal.SIGUSR2
-EXIT_HARD_LIMIT = 70  # a worker process replaced itself to stop a task over its time_limit
 CRASH_WINDOW = 2.0  # a child dying sooner than this after start counts as a crash loop
 
 
@@ -46,7 +47,7 @@ class Supervisor:
         max_tasks_per_child: int | None = None,
         grace: float = 30.0,
         on_child_start: Callable[[], None] | None = None,
-        beat: float | None = None,
+        beat_lease: float | None = None,
     ) -> None:
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
@@ -59,7 +60,7 @@ class Supervisor:
         self.max_tasks_per_child = max_tasks_per_child
         self.grace = grace
         self.on_child_start = on_child_start
-        self.beat = beat  # the beat's lease: run one in a process of its own; None: no beat
+        self.beat_lease = beat_lease  # with a lease: run a beat in a process of its own
         self.children: dict[int, float] = {}  # pid -> start time
         self.beat_pid: int | None = None
         self._signals = 0
@@ -74,7 +75,7 @@ class Supervisor:
         try:
             for _ in range(self.processes):
                 self._spawn()
-            if self.beat is not None:
+            if self.beat_lease is not None:
                 self._spawn(beat=True)
             while self._signals == 0:
                 self._reap(restart=True)
@@ -154,8 +155,8 @@ class Supervisor:
         it stops too if the supervisor vanishes."""
         from conveyor.beat.scheduler import Beat
 
-        assert self.beat is not None
-        beat = Beat(self._app(), lease=self.beat, parent_pid=os.getppid())
+        assert self.beat_lease is not None
+        beat = Beat(self._app(), lease=self.beat_lease, parent_pid=os.getppid())
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(WARM, lambda *_: beat.stop())

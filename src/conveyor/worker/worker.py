@@ -14,11 +14,10 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from conveyor.brokers.base import WorkerInfo
-from conveyor.errors import ConveyorError, TimeLimitExceeded
-from conveyor.middleware.base import Outcome
+from conveyor.broker import WorkerInfo
+from conveyor.errors import ConveyorError
 from conveyor.worker.consumer import IDLE_WAIT, Consumer
-from conveyor.worker.supervisor import EXIT_HARD_LIMIT
+from conveyor.worker.deadlines import EXIT_HARD_LIMIT
 
 if TYPE_CHECKING:
     from conveyor.app import App
@@ -65,8 +64,8 @@ class Worker:
 
     def run(self, burst: bool = False) -> None:
         """Work until stopped; with `burst`, until nothing is ready or running."""
-        self._heartbeat = threading.Thread(target=self._beat, name="conveyor-heartbeat",
-                                           daemon=True)
+        self._heartbeat = threading.Thread(target=self._heartbeat_loop,
+                                           name="conveyor-heartbeat", daemon=True)
         self._heartbeat.start()
         self.consumer.start_writer()
         try:
@@ -90,14 +89,9 @@ class Worker:
                 self.stop()
 
     def _shut_down(self) -> None:
-        consumer = self.consumer
-        consumer.pools.cancel_pending()
-        consumer.drain(self.grace, cancel=self._cold)
-        consumer.stop_writer()
-        handed_back = consumer.hand_back()  # flushes what finished, returns the rest
+        handed_back = self.consumer.shut_down(self.grace, cancel=self._cold)
         if handed_back:
             logger.warning("worker %s handed %d unfinished task(s) back", self.id, handed_back)
-        consumer.pools.shutdown()
         self._cold.set()  # stops the heartbeat thread
         if self._heartbeat is not None and self._heartbeat is not threading.current_thread():
             self._heartbeat.join(timeout=5)
@@ -108,13 +102,13 @@ class Worker:
 
     # -- heartbeat thread -----------------------------------------------------------
 
-    def _beat(self) -> None:
+    def _heartbeat_loop(self) -> None:
         renew_every = self.app.broker.lease_seconds / 3
         next_renew = next_report = 0.0
         while not self._cold.wait(HEARTBEAT_TICK):
             now = time.monotonic()
             try:
-                self._enforce_hard_limits()
+                self._enforce_deadlines()
                 if now >= next_renew:
                     self.consumer.renew_leases()
                     next_renew = now + renew_every
@@ -134,26 +128,16 @@ class Worker:
             processed=self.consumer.processed, running=len(self.consumer.in_flight),
         )
 
-    def _enforce_hard_limits(self) -> None:
-        overdue = self.consumer.executor.limits.overdue()
+    def _enforce_deadlines(self) -> None:
+        overdue = self.consumer.end_overdue()
+        for prepared in overdue:
+            logger.error("task %s (%s) ran past its hard time limit", prepared.message.id,
+                         prepared.task.name)
         if not overdue:
             return
-        for prepared, execution in overdue:
-            limit = prepared.task.options.time_limit
-            error = TimeLimitExceeded(f"hard time limit of {limit} s exceeded: the task was "
-                                      "stopped by replacing its worker process")
-            completion = self.consumer.executor.finish(prepared, execution, Outcome(error=error))
-            self.consumer.post_completion(completion)
-            logger.error("task %s (%s) exceeded its time limit of %s s",
-                         prepared.message.id, prepared.task.name, limit)
         if not self.supervised:
             logger.error("not supervised: the overdue task's thread can't be stopped; its "
                          "result is recorded and it is otherwise ignored")
             return
-        # Stop reserving first: a reserve woken by our own hand-back would take a task
-        # back into this process just before it exits.
-        self.consumer.stopping.set()
-        with self.consumer.reserving:
-            self.consumer.pools.cancel_pending()
-            self.consumer.hand_back()
-            os._exit(EXIT_HARD_LIMIT)
+        self.consumer.abandon()
+        os._exit(EXIT_HARD_LIMIT)

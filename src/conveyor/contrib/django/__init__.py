@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from conveyor.contrib.django.app import DjangoApp, DjangoTask, project_app
+    from conveyor.contrib.django.app import DjangoApp, project_app
 
-__all__ = ["DjangoApp", "DjangoTask", "project_app"]
+__all__ = ["DjangoApp", "project_app"]
 
 
 def __getattr__(name: str) -> Any:

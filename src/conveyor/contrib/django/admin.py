@@ -17,10 +17,10 @@ from django.contrib.auth import get_permission_codename
 from django.utils import timezone
 from django.utils.html import format_html
 
+from conveyor.contrib.django.database import database_alias
 from conveyor.contrib.django.models import TaskResult
-from conveyor.contrib.django.results import database_alias
 from conveyor.errors import ConveyorError
-from conveyor.result import State
+from conveyor.records import State
 
 COLOURS = {"SUCCESS": "#2e7d32", "FAILURE": "#c62828", "REVOKED": "#6d4c41",
            "STARTED": "#1565c0", "RETRY": "#ef6c00", "SCHEDULED": "#6a1b9a",

@@ -1,56 +1,21 @@
 """`DjangoApp`: an App that reads ``settings.CONVEYOR`` when first used, whose tasks can
-wait for the current transaction to commit before they are enqueued."""
+wait for the current transaction to commit before they are enqueued (`delay_on_commit`)."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
+from typing import Any, TypeVar
 
 from conveyor.app import App, check_schemes
 from conveyor.config import Settings, resolve_settings
-from conveyor.context import TaskContext
 from conveyor.contrib.django import config
 from conveyor.contrib.django.connections import CloseOldConnections
 from conveyor.errors import ConfigurationError
-from conveyor.message import Envelope, Message, new_id
-from conveyor.middleware.base import Middleware
-from conveyor.result import AsyncResult
-from conveyor.task import AsyncTask, Task
-
-P = ParamSpec("P")
-R = TypeVar("R")
-MESSAGE_OPTIONS = ("countdown", "eta", "expires", "priority", "queue")
-
-
-class DjangoTask(Task[P, R]):
-    """A task of a `DjangoApp`: a Task that can also be enqueued on commit."""
-
-    def delay_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
-        """`delay()` once the current transaction commits; nothing if it rolls back."""
-        return self.apply_async_on_commit(args, kwargs)
-
-    def apply_async_on_commit(self, args: Sequence[Any] = (),
-                              kwargs: Mapping[str, Any] | None = None, *,
-                              using: str | None = None, **options: Any) -> AsyncResult[R]:
-        """`apply_async()` once the transaction on database `using` commits (at once
-        outside a transaction, as Django's ``on_commit``). The arguments are checked and
-        encoded now, so a bad one raises here, not after the commit. The result's id is
-        known now; it stays PENDING for good if the transaction rolls back."""
-        task_id = options.pop("task_id", None) or new_id()
-        message = self.message(args, kwargs, task_id=task_id,
-                               **{k: options[k] for k in MESSAGE_OPTIONS if k in options})
-        self.app.seal([message], self.param_names)
-        from django.db import transaction
-
-        transaction.on_commit(partial(self.apply_async, args, kwargs, task_id=task_id,
-                                      **options), using=using)
-        return AsyncResult(task_id, self.app)
-
-
-class AsyncDjangoTask(DjangoTask[P, R], AsyncTask[P, R]):
-    """An ``async def`` task of a `DjangoApp`."""
+from conveyor.message import Envelope, Message
+from conveyor.middleware import Middleware
+from conveyor.periodic import from_config
 
 
 class DjangoApp(App):
@@ -65,8 +30,6 @@ class DjangoApp(App):
     """
 
     lazy_settings = True
-    task_class = DjangoTask
-    async_task_class = AsyncDjangoTask
 
     def __init__(self, name: str | None = None, broker: str | None = None,
                  results: str | None = None, *, middleware: Sequence[Middleware] = (),
@@ -96,9 +59,8 @@ class DjangoApp(App):
         settings = resolve_settings(self._name, **{**found.app_options, **given})
         self.enqueue_on_commit = found.enqueue_on_commit
         if found.beat_schedule and self._settings is None:  # the first read only
-            from conveyor.beat.entries import from_config
-
-            from_config(self, found.beat_schedule)
+            for entry in from_config(found.beat_schedule):
+                self.add_schedule(entry)
         return check_schemes(settings)
 
     def publish(self, messages: Sequence[Message], param_names: Sequence[str] = ()) -> None:
@@ -122,53 +84,12 @@ class DjangoApp(App):
             if record_pending is not None:
                 record_pending(messages)
 
-    # -- typed task decorators (the App's, returning DjangoTask) -------------------------
+    def on_commit(self, publish: Callable[[], object], using: str | None = None) -> None:
+        """`delay_on_commit`: `publish` once the transaction on database `using` commits
+        (at once outside a transaction)."""
+        from django.db import transaction
 
-    @overload  # type: ignore[override]
-    def task(self, fn: Callable[P, Coroutine[Any, Any, R]]) -> AsyncDjangoTask[P, R]: ...
-    @overload
-    def task(self, fn: Callable[P, R]) -> DjangoTask[P, R]: ...
-    @overload
-    def task(self, *, bind: Literal[True], **options: Any) -> BoundDjangoTaskDecorator: ...
-    @overload
-    def task(self, *, bind: Literal[False] = False, **options: Any) -> DjangoTaskDecorator: ...
-    def task(self, fn: Callable[..., Any] | None = None, *, bind: bool = False,
-             **options: Any) -> Any:
-        """``@app.task`` as on any App; the task also has `delay_on_commit`."""
-        if fn is not None:
-            return self.register(fn, bind=bind, **options)
-        self._check_options(options.get("name", "@app.task"), {"bind": bind, **options})
-        if bind:
-            return BoundDjangoTaskDecorator(self, options)
-        return DjangoTaskDecorator(self, options)
-
-
-class DjangoTaskDecorator:
-    def __init__(self, app: DjangoApp, options: dict[str, Any]) -> None:
-        self.app = app
-        self.options = options
-
-    @overload
-    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]]) -> AsyncDjangoTask[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[P, R]) -> DjangoTask[P, R]: ...
-    def __call__(self, fn: Callable[..., Any]) -> Any:
-        return self.app.register(fn, **self.options)
-
-
-class BoundDjangoTaskDecorator:
-    def __init__(self, app: DjangoApp, options: dict[str, Any]) -> None:
-        self.app = app
-        self.options = options
-
-    @overload
-    def __call__(
-        self, fn: Callable[Concatenate[TaskContext, P], Coroutine[Any, Any, R]]
-    ) -> AsyncDjangoTask[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[Concatenate[TaskContext, P], R]) -> DjangoTask[P, R]: ...
-    def __call__(self, fn: Callable[..., Any]) -> Any:
-        return self.app.register(fn, bind=True, **self.options)
+        transaction.on_commit(publish, using=using)
 
 
 A = TypeVar("A", bound=App)

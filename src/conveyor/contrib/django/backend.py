@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from inspect import iscoroutinefunction
 from typing import Any
@@ -39,13 +39,12 @@ except ImportError as exc:  # Django 5.2: no django.tasks
         f"Django 6.0 (this is Django {django.get_version()}): upgrade Django, or use "
         "Conveyor's own @app.task, which works on Django 5.2"
     ) from exc
-from django.conf import settings
-from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from conveyor import errors
 from conveyor.app import App
-from conveyor.contrib.django._runner import (
+from conveyor.contrib.django._runner import register, runner_for
+from conveyor.contrib.django.calls import (
     MAX_RETRIES,
     Attempt,
     DjangoCall,
@@ -54,14 +53,14 @@ from conveyor.contrib.django._runner import (
     decode_attempts,
     encode,
     keep_for,
-    register,
+    make_result,
     reset_key,
-    resolve,
-    runner_for,
+    to_datetime,
+    to_timestamp,
 )
 from conveyor.message import new_id
-from conveyor.result import ResultRecord, State
-from conveyor.task import check_queue
+from conveyor.options import check_queue
+from conveyor.records import ResultRecord, State
 
 __all__ = ["ConveyorBackend", "conveyor_priority"]
 
@@ -114,6 +113,19 @@ class ConveyorBackend(BaseTaskBackend):
             self._app = app
         return self._app
 
+    def task_for(self, call: DjangoCall) -> Any:
+        """The Task a stored call names, as it was enqueued, or InvalidTask: only a
+        ``django.tasks`` Task, imported from where it was defined, runs (_runner.py asks)."""
+        try:
+            found = import_string(call.task)
+        except ImportError as exc:
+            raise InvalidTask(f"can't import the task {call.task!r}: {exc}") from None
+        if not isinstance(found, Task) or found.module_path != call.task:
+            raise InvalidTask(f"{call.task!r} is not a django.tasks Task: only functions "
+                              "decorated with @task, where they are defined, run")
+        return found.using(priority=call.priority, queue_name=call.queue,
+                           run_after=to_datetime(call.run_after), backend=call.backend)
+
     def validate_task(self, task: Any) -> None:
         """Django's rules, and a queue name Conveyor can use."""
         super().validate_task(task)
@@ -138,7 +150,7 @@ class ConveyorBackend(BaseTaskBackend):
                           run_after=run_after, enqueued_at=now)
         app = self.app
         waiting = max(0.0, run_after - now) if run_after is not None else 0.0
-        app.results.put(call_key(result.id), encode(call), keep_for(app, waiting))
+        app.coordination.put(call_key(result.id), encode(call), keep_for(app, waiting))
         runner_for(app, iscoroutinefunction(task.func)).apply_async(
             [msgspec.to_builtins(call)], priority=conveyor_priority(task.priority),
             queue=task.queue_name, eta=None if run_after is None else
@@ -149,12 +161,11 @@ class ConveyorBackend(BaseTaskBackend):
     def get_result(self, result_id: str) -> Any:
         """The task's result now. Raises TaskResultDoesNotExist for an id this backend
         didn't enqueue (or whose result expired, or was cleared by testing.reset)."""
-        store = self.app.results
-        record = store.get(result_id) if isinstance(result_id, str) else None
+        record = self.app.results.get(result_id) if isinstance(result_id, str) else None
         seen = record.attempt if record is not None and record.state in _RAN else 0
         keys = [call_key(str(result_id)), reset_key(self.alias),
                 *(attempt_key(str(result_id), n) for n in range(1, seen + 1))]
-        call_value, reset_value, *attempt_values = store.fetch(keys)
+        call_value, reset_value, *attempt_values = self.app.coordination.fetch(keys)
         if call_value is None:
             raise TaskResultDoesNotExist(result_id)
         call = msgspec.json.decode(call_value, type=DjangoCall)
@@ -162,7 +173,7 @@ class ConveyorBackend(BaseTaskBackend):
                 reset_value is not None and call.enqueued_at < float(reset_value)):
             raise TaskResultDoesNotExist(result_id)
         attempts = decode_attempts(attempt_values)
-        task, _ = resolve(call)
+        task = self.task_for(call)
         state = record.state if record is not None else State.PENDING
         status = STATUS[state]
         final = status in (FAILED, SUCCESSFUL)
@@ -186,23 +197,6 @@ class ConveyorBackend(BaseTaskBackend):
 
 
 _RAN = frozenset({State.STARTED, State.RETRY, State.SUCCESS, State.FAILURE})
-
-
-def make_result(task: Any, task_id: str, status: Any, call: DjangoCall,
-                attempts: Sequence[Attempt], *, finished_at: float | None = None,
-                return_value: Any = None, extra_errors: Iterable[Any] = ()) -> Any:
-    """A TaskResult from what was stored: the call, and each attempt so far."""
-    result = TaskResult(
-        task=task, id=task_id, status=status, enqueued_at=to_datetime(call.enqueued_at),
-        started_at=to_datetime(attempts[0].started) if attempts else None,
-        finished_at=to_datetime(finished_at),
-        last_attempted_at=to_datetime(attempts[-1].started) if attempts else None,
-        args=call.args, kwargs=call.kwargs, backend=call.backend,
-        errors=[TaskError(exception_class_path=a.error, traceback=a.traceback or "")
-                for a in attempts if a.error] + list(extra_errors),
-        worker_ids=[a.worker for a in attempts])
-    object.__setattr__(result, "_return_value", return_value)
-    return result
 
 
 def _unrecorded_error(record: ResultRecord | None,
@@ -244,23 +238,6 @@ def check_importable(task: Any) -> None:
     if not isinstance(found, Task) or found.func is not task.func:
         raise InvalidTask(f"workers import this task as {path!r}, which is not it: apply "
                           "@task where the function is defined, under the function's name")
-
-
-def to_datetime(timestamp: float | None) -> datetime | None:
-    """Unix seconds as Django's datetimes: aware (UTC) with USE_TZ, else naive local."""
-    if timestamp is None:
-        return None
-    value = datetime.fromtimestamp(timestamp, UTC)
-    return value if settings.USE_TZ else timezone.make_naive(value)
-
-
-def to_timestamp(value: datetime | None) -> float | None:
-    """A datetime as Unix seconds; a naive one (USE_TZ = False) is in the current zone."""
-    if value is None:
-        return None
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value)
-    return value.timestamp()
 
 
 def load_app(path: str) -> App:

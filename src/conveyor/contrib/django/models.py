@@ -17,7 +17,7 @@ from django.db import models
 from django.utils import timezone
 
 from conveyor.message import Message
-from conveyor.result import ErrorInfo, ResultRecord, State
+from conveyor.records import ErrorInfo, ResultRecord, State
 
 STATES = [(state.value, state.value.title()) for state in State]
 PENDING_TTL = 7 * 86400.0  # how long a queued task's row stays if no worker writes it

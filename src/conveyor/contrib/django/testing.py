@@ -25,11 +25,12 @@ from typing import Any
 from asgiref.sync import async_to_sync
 
 from conveyor.app import App
-from conveyor.brokers.base import Delivery
-from conveyor.contrib.django._runner import RUNNERS, reset_key
+from conveyor.broker import Delivery
 from conveyor.contrib.django.backend import ConveyorBackend
+from conveyor.contrib.django.calls import RUNNERS, reset_key
+from conveyor.lifecycle.completion import Completion
 from conveyor.worker.consumer import Consumer
-from conveyor.worker.executor import Completion, Prepared
+from conveyor.worker.executor import Prepared
 
 __all__ = ["reset", "run_worker"]
 
@@ -58,7 +59,7 @@ def reset(backend: Any = None) -> None:
     for queue in _queues(backend):
         app.broker.purge(queue)
         app.broker.purge_dead(queue)
-    app.results.put(reset_key(backend.alias), repr(time.time()), 2 * app.settings.result_ttl)
+    app.coordination.put(reset_key(backend.alias), repr(time.time()), 2 * app.settings.result_ttl)
 
 
 def _conveyor_backend(backend: Any) -> ConveyorBackend:

@@ -16,6 +16,6 @@ own CLI. See docs/flask.md.
 """
 
 from conveyor.contrib.flask.extension import CONFIG_KEYS, Conveyor
-from conveyor.contrib.flask.tasks import AsyncSharedTask, SharedTask
+from conveyor.contrib.flask.tasks import AsyncFlaskTask, FlaskTask
 
-__all__ = ["CONFIG_KEYS", "AsyncSharedTask", "Conveyor", "SharedTask"]
+__all__ = ["CONFIG_KEYS", "AsyncFlaskTask", "Conveyor", "FlaskTask"]

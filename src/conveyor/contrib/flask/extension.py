@@ -5,33 +5,25 @@ registers the tasks declared on it there, and follows ``current_app`` when it pu
 from __future__ import annotations
 
 import importlib
-import inspect
 import weakref
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
+from typing import Any
 
 from flask import Flask, has_app_context
 from flask.globals import app_ctx
 
-from conveyor.app import App, check_task_options, default_middleware, default_task_name
-from conveyor.beat.entries import PeriodicTask, add, from_config
-from conveyor.beat.schedules import to_schedule
-from conveyor.contrib.flask.tasks import (
-    AsyncSharedTask,
-    BoundSharedTaskDecorator,
-    SharedTask,
-    SharedTaskDecorator,
-    in_app_context,
-)
+from conveyor import result
+from conveyor.app import App
+from conveyor.config import Settings
+from conveyor.contrib.flask.tasks import AsyncFlaskTask, FlaskTask, in_app_context
+from conveyor.declare import Declarer
 from conveyor.errors import ConfigurationError, did_you_mean
-from conveyor.middleware.base import Middleware, MiddlewareStack
-
-if TYPE_CHECKING:
-    from conveyor import result
-
-P = ParamSpec("P")
-R = TypeVar("R")
+from conveyor.message import Envelope, Message
+from conveyor.middleware import Middleware, MiddlewareStack, default_middleware
+from conveyor.periodic import PeriodicTask, from_config
+from conveyor.store import Coordination, ResultStore
+from conveyor.task import Task
 
 EXTENSION_KEY = "conveyor"
 # app.config key -> App argument. Anything not given falls back to the CONVEYOR_*
@@ -71,7 +63,7 @@ def app_options(config: Mapping[str, Any]) -> dict[str, Any]:
     return options
 
 
-class Conveyor:
+class Conveyor(Declarer):
     """The Flask extension: ``Conveyor(app)``, or ``Conveyor()`` then ``init_app(app)`` in
     an app factory. It offers the App API (`task`, `periodic`, `AsyncResult`,
     `send_task`, ...) before any Flask app exists; each Flask app gets its own `App`,
@@ -80,12 +72,17 @@ class Conveyor:
     `middleware` is added to every App this extension makes.
     """
 
+    task_class = FlaskTask
+    async_task_class = AsyncFlaskTask
+
     def __init__(self, app: Flask | None = None, *,
                  middleware: Sequence[Middleware] = ()) -> None:
-        self.middleware = tuple(middleware)
-        self._checks = MiddlewareStack([*default_middleware(), *self.middleware])
-        self._tasks: dict[str, SharedTask[Any, Any]] = {}
-        self._periodic: list[PeriodicTask] = []
+        self.extra_middleware = tuple(middleware)
+        # Checks options at declaration; each App runs its own instances of these.
+        self.middleware = MiddlewareStack([*default_middleware(), *self.extra_middleware])
+        self.tasks = {}
+        self.schedules = {}
+        self._options: dict[str, dict[str, Any]] = {}  # each task's options, as declared
         # Weak, so a Flask app (and its App, which it holds) can go away, as in tests
         # that make one per test; each app's App is in its extensions.
         self._flask_apps: weakref.WeakSet[Flask] = weakref.WeakSet()
@@ -94,7 +91,7 @@ class Conveyor:
             self.init_app(app)
 
     def __repr__(self) -> str:
-        return (f"<Conveyor extension: {len(self._tasks)} task(s), "
+        return (f"<Conveyor extension: {len(self.tasks)} task(s), "
                 f"{len(self._flask_apps)} app(s)>")
 
     # -- binding to Flask apps ---------------------------------------------------------
@@ -109,18 +106,19 @@ class Conveyor:
         options = app_options(flask_app.config)
         imports = options.pop("imports", [])
         schedule = options.pop("beat_schedule", None)
-        app = App(options.pop("name", flask_app.name), middleware=self.middleware, **options)
-        for shared in self._tasks.values():
-            self._register(flask_app, app, shared)
-        for entry in self._periodic:  # their arguments were checked when declared
-            add(app, entry)
+        app = App(options.pop("name", flask_app.name), middleware=self.extra_middleware,
+                  **options)
+        for task in self.tasks.values():
+            self._register(flask_app, app, task)
+        for entry in self.schedules.values():  # their arguments were checked when declared
+            app.add_schedule(entry)
         flask_app.extensions[EXTENSION_KEY] = app
         self._flask_apps.add(flask_app)
         self._last = weakref.ref(flask_app)
         for module in imports:  # their @conveyor.task declarations register on `app` too
             importlib.import_module(module)
-        if schedule is not None:
-            from_config(app, schedule)
+        for entry in from_config(schedule or {}):
+            app.add_schedule(entry)
         from conveyor.contrib.flask.cli import conveyor_cli
 
         flask_app.cli.add_command(conveyor_cli)
@@ -154,88 +152,57 @@ class Conveyor:
         app: App = last.extensions[EXTENSION_KEY]
         return app
 
-    # -- declaring tasks ---------------------------------------------------------------
+    # -- declaring tasks: on every Flask app, present and future -------------------------
 
-    @overload
-    def task(self, fn: Callable[P, Coroutine[Any, Any, R]]) -> AsyncSharedTask[P, R]: ...
-    @overload
-    def task(self, fn: Callable[P, R]) -> SharedTask[P, R]: ...
-    @overload
-    def task(self, *, bind: Literal[True], **options: Any) -> BoundSharedTaskDecorator: ...
-    @overload
-    def task(self, *, bind: Literal[False] = False, **options: Any) -> SharedTaskDecorator: ...
-    def task(
-        self, fn: Callable[..., Any] | None = None, *, bind: bool = False, **options: Any
-    ) -> SharedTask[Any, Any] | SharedTaskDecorator | BoundSharedTaskDecorator:
-        """``@conveyor.task`` or ``@conveyor.task(queue="emails", ...)``: the options of
-        ``App.task``. Bad options raise ConfigurationError here, at import."""
-        if fn is not None:
-            return self.declare(fn, bind=bind, **options)
-        check_task_options(options.get("name", "@conveyor.task"), {"bind": bind, **options},
-                           self._checks)
-        if bind:
-            return BoundSharedTaskDecorator(self, options)
-        return SharedTaskDecorator(self, options)
-
-    def declare(self, fn: Callable[..., Any], **options: Any) -> SharedTask[Any, Any]:
-        """Declare `fn` as a task on every Flask app, present and future."""
-        if not callable(fn):
-            raise TypeError(f"@conveyor.task decorates a function, got {fn!r}")
-        name = options.pop("name", None) or default_task_name(fn)
-        check_task_options(name, options, self._checks)
-        existing = self._tasks.get(name)
-        if existing is not None and existing.fn is not fn:
-            raise ConfigurationError(
-                f"a task named {name!r} is already declared (by {existing.fn.__module__}): "
-                "give one of them name=...")
-        cls = AsyncSharedTask if inspect.iscoroutinefunction(fn) else SharedTask
-        shared: SharedTask[Any, Any] = cls(self, fn, name, options)
-        self._tasks[name] = shared
+    def register(self, fn: Callable[..., Any], **options: Any) -> Task[Any, Any]:
+        declared = {k: v for k, v in options.items() if k != "name"}
+        task = super().register(fn, **options)
+        self._options[task.name] = declared
         for flask_app, app in self.apps.items():
-            self._register(flask_app, app, shared)
-        return shared
+            self._register(flask_app, app, task)
+        return task
 
-    def periodic(
-        self,
-        schedule: Any,
-        *,
-        name: str | None = None,
-        args: Sequence[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        catch_up: Literal["once", "skip"] = "once",
-        queue: str | None = None,
-        priority: int | None = None,
-        **task_options: Any,
-    ) -> Callable[[Callable[..., Any]], SharedTask[Any, Any]]:
-        """``@conveyor.periodic(every(hours=1))``: as ``App.periodic``, on every Flask app.
-        On a function it declares the task too; on a shared task it only schedules it."""
-        checked = to_schedule(schedule, f"@conveyor.periodic({schedule!r})")
+    def add_schedule(self, entry: PeriodicTask) -> None:
+        super().add_schedule(entry)
+        for app in self.apps.values():
+            app.add_schedule(entry)
 
-        def decorate(fn: Callable[..., Any]) -> SharedTask[Any, Any]:
-            if isinstance(fn, SharedTask):
-                if task_options:
-                    raise ConfigurationError(
-                        f"@conveyor.periodic on task {fn.name!r}: task options "
-                        f"({', '.join(task_options)}) belong on its @conveyor.task(...)")
-                shared = fn
-            else:
-                shared = self.declare(fn, name=name, **task_options)
-            entry = PeriodicTask(name=name or shared.name, task=shared.name, schedule=checked,
-                                 args=tuple(args), kwargs=dict(kwargs or {}),
-                                 catch_up=catch_up, queue=queue, priority=priority)
-            entry.check_arguments(shared)
-            self._periodic.append(entry)
-            for app in self.apps.values():
-                add(app, entry)
-            return shared
+    def _register(self, flask_app: Flask, app: App, task: Task[Any, Any]) -> None:
+        app.register(in_app_context(flask_app, task.fn), name=task.name,
+                     **self._options[task.name])
 
-        return decorate
-
-    @staticmethod
-    def _register(flask_app: Flask, app: App, shared: SharedTask[Any, Any]) -> None:
-        app.register(in_app_context(flask_app, shared.fn), name=shared.name, **shared.options)
+    @property
+    def registered(self) -> Mapping[str, Task[Any, Any]]:
+        """The tasks as the current App registered them (what its workers run)."""
+        return self.app.tasks
 
     # -- the App API, on the current App -------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        return self.app.settings
+
+    @property
+    def results(self) -> ResultStore:
+        return self.app.results
+
+    @property
+    def coordination(self) -> Coordination:
+        return self.app.coordination
+
+    def seal(self, messages: Sequence[Message], param_names: Sequence[str] = ()
+             ) -> tuple[Sequence[Message], list[Envelope]]:
+        return self.app.seal(messages, param_names)
+
+    def publish(self, messages: Sequence[Message], param_names: Sequence[str] = ()) -> None:
+        self.app.publish(messages, param_names)
+
+    def on_commit(self, publish: Callable[[], object], using: str | None = None) -> None:
+        self.app.on_commit(publish, using)
+
+    def revoke(self, task_ids: str | Sequence[str]) -> list[str]:
+        """Revoke tasks on the current App, as ``App.revoke``."""
+        return self.app.revoke(task_ids)
 
     def AsyncResult(self, task_id: str) -> result.AsyncResult[Any]:  # noqa: N802 - Celery's name
         """A handle on any task by id, read from the current App's result store."""

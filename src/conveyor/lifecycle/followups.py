@@ -1,8 +1,9 @@
 """What finished tasks set off: a chain's next step, a chord's callback, error handlers,
 and the release of unique-task and run-once claims.
 
-Runs in the consumer's writer thread for a whole batch, after the batch's results are
-stored and before its messages are acknowledged. A crash in between re-runs the tasks,
+On a worker it runs in the consumer's writer thread for a whole batch, after the batch's
+results are stored and before its messages are acknowledged; `revoke` runs it for the
+tasks it ended. A crash in between re-runs the tasks,
 and every step here is safe to repeat:
 - a chord member adds its index to the chord's set, which counts it once however often
   it runs; the member that sees the set full claims the chord's "fired" key under its own
@@ -15,7 +16,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from conveyor.errors import MessageTooLarge, SerializationError
 from conveyor.flow import (
@@ -27,13 +27,11 @@ from conveyor.flow import (
     fired_key,
     member_id,
 )
+from conveyor.host import Runtime
+from conveyor.lifecycle.completion import Completion, once_claim
 from conveyor.message import ChordRef, Message
-from conveyor.result import ErrorInfo, ResultRecord, State
+from conveyor.records import ErrorInfo, ResultRecord, State
 from conveyor.task import unique_claim
-from conveyor.worker.executor import Completion, once_claim
-
-if TYPE_CHECKING:
-    from conveyor.app import App
 
 logger = logging.getLogger("conveyor.worker")
 
@@ -41,9 +39,10 @@ logger = logging.getLogger("conveyor.worker")
 class Followups:
     """Collects what one batch of completions sets off, then writes it all."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Runtime) -> None:
         self.app = app
         self.store = app.results
+        self.coordination = app.coordination
         self.now = time.time()
         self.ttl = app.settings.result_ttl
         self.messages: list[Message] = []
@@ -57,25 +56,35 @@ class Followups:
             if message is None:
                 continue
             self._claims_to_release(c, message)
-            if _succeeded(c):
+            if c.succeeded:
                 if message.then:
-                    self.messages += expand(self.app, message.then[0], self.now, value=c.value,
+                    self.messages += expand(self.app.tasks, message.then[0], self.now,
+                                            value=c.value,
                                             then=message.then[1:], chord=message.chord,
                                             once=True)
                 elif message.chord is not None:
                     joins.append((message.chord, message.id))
-            elif _failed_for_good(c):
-                self._failed(message, _error_of(c))
+            elif c.failed_for_good:
+                self._failed(message, c.error)
         if joins:
-            counts = self.store.join([(chord_key(ref.id), str(ref.index)) for ref, _ in joins],
-                                     self.ttl)
+            counts = self.coordination.join(
+                [(chord_key(ref.id), str(ref.index)) for ref, _ in joins], self.ttl)
             for (ref, member), count in zip(joins, counts, strict=True):
                 if count >= ref.size:
                     self._fire(ref, member)
         self._write()
 
+    def revoked(self, ended: Sequence[tuple[Message, ErrorInfo]]) -> None:
+        """Tasks revoked before they ran: free their unique keys, and end what they
+        would have set off as if they had failed with `error`."""
+        for message, error in ended:
+            if message.unique is not None:
+                self.releases.append((unique_claim(message.unique), message.id))
+            self._failed(message, error)
+        self._write()
+
     def _claims_to_release(self, c: Completion, message: Message) -> None:
-        if message.unique is not None and (_succeeded(c) or _failed_for_good(c)):
+        if message.unique is not None and (c.succeeded or c.failed_for_good):
             self.releases.append((unique_claim(message.unique), message.id))
         # A dead letter may be re-run (`conveyor dead retry`), and a retry of an early-acked
         # task is published anew: either way a new broker entry must be allowed to run.
@@ -83,7 +92,7 @@ class Followups:
             self.releases.append((once_claim(message.id), c.delivery.receipt))
 
     def _failed(self, message: Message, error: ErrorInfo) -> None:
-        self.messages += error_calls(self.app, message.link_error, message.id, self.now)
+        self.messages += error_calls(self.app.tasks, message.link_error, message.id, self.now)
         if message.then:
             later = ErrorInfo(error.type, f"an earlier step of the chain, {message.task} "
                               f"[{message.id}], failed: {error.message}", error.traceback)
@@ -95,13 +104,13 @@ class Followups:
         """The first failed member fails the chord: its callback will never run, so
         whoever waits on it gets this member's error, and its error handlers are called."""
         owner = f"failed:{failed_id}"
-        if self.store.claim(fired_key(ref.id), owner, self.ttl) != owner:
+        if self.coordination.claim(fired_key(ref.id), owner, self.ttl) != owner:
             return  # already fired or failed by another member
         failure = ErrorInfo(error.type, f"chord member {ref.index + 1} of {ref.size}, {task} "
                             f"[{failed_id}], failed: {error.message}", error.traceback)
         logger.warning("chord %s failed: %s", ref.id, failure.message)
         self._abandon([ref.callback], failure, ref.callback.task)
-        self.messages += error_calls(self.app, ref.callback.link_error, failed_id, self.now)
+        self.messages += error_calls(self.app.tasks, ref.callback.link_error, failed_id, self.now)
         if ref.parent is not None:
             self._fail_chord(ref.parent, failed_id, task, failure)
 
@@ -110,7 +119,7 @@ class Followups:
 
     def _fire(self, ref: ChordRef, member: str) -> None:
         """Every member is in: publish the callback with their values, in order."""
-        if self.store.claim(fired_key(ref.id), member, self.ttl) != member:
+        if self.coordination.claim(fired_key(ref.id), member, self.ttl) != member:
             return  # another member fired it (or one failed), or this one already did
         ids = [member_id(ref.id, i) for i in range(ref.size)]
         values = []
@@ -121,7 +130,7 @@ class Followups:
                 self._abandon([ref.callback], missing, ref.callback.task)
                 return
             values.append(record.result)
-        self.messages += expand(self.app, ref.callback, self.now, value=values,
+        self.messages += expand(self.app.tasks, ref.callback, self.now, value=values,
                                 chord=ref.parent, once=True)
 
     def _write(self) -> None:
@@ -130,7 +139,7 @@ class Followups:
         if self.messages:
             self._publish(self.messages)
         for key, owner in self.releases:
-            self.store.release(key, owner)
+            self.coordination.release(key, owner)
 
     def _publish(self, messages: list[Message]) -> None:
         """Publish in one round trip; a step that can't be encoded (a value too large, or
@@ -164,19 +173,3 @@ def needed(completions: Sequence[Completion]) -> bool:
         if m is not None and (m.then or m.chord or m.link_error or m.unique or m.once):
             return True
     return False
-
-
-def _succeeded(c: Completion) -> bool:
-    return c.action == "ack" and (c.record is None or c.record.state is State.SUCCESS)
-
-
-def _failed_for_good(c: Completion) -> bool:
-    return c.action == "dead" or (c.record is not None and c.record.state is State.REVOKED)
-
-
-def _error_of(c: Completion) -> ErrorInfo:
-    if c.record is not None and c.record.error is not None:
-        return c.record.error
-    if c.record is not None and c.record.state is State.REVOKED:
-        return ErrorInfo("TaskRevoked", str(c.record.result or "revoked"))
-    return ErrorInfo("TaskFailed", c.reason or "failed")

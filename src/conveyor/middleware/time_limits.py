@@ -1,13 +1,13 @@
-"""Soft time limits: `TimeLimitExceeded` raised inside a task that runs too long.
+"""Time limits: `TimeLimitExceeded` raised inside a task that runs too long, or the task
+stopped for sure.
 
 `soft_time_limit=50`: after 50 s a sync task gets `TimeLimitExceeded` raised in its
 thread at its next Python instruction (a blocking C call, like a long `time.sleep`, is
 not interrupted); an async task is cancelled at its next `await` and fails with
 `TimeLimitExceeded`. The task may catch it to clean up.
 
-`time_limit=60` (the hard limit) is enforced by the worker process itself (see
-`conveyor.worker.watchdog`), because stopping a task for sure means replacing the
-process it runs in. This middleware owns and validates both options.
+`time_limit=60` (the hard limit) sets the execution's `deadline`: the worker stops a
+task past it by replacing the process it runs in (`conveyor.worker.deadlines`).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
 
 
 class TimeLimits(Middleware):
-    options = frozenset({"time_limit", "soft_time_limit"})
+    options = {"time_limit": None, "soft_time_limit": None}
     TICK = 0.05
 
     def __init__(self) -> None:
@@ -80,7 +80,10 @@ class TimeLimits(Middleware):
             )
 
     def before_execute(self, execution: Execution) -> None:
-        limit = execution.task.options.soft_time_limit
+        hard = execution.task.options["time_limit"]
+        if hard is not None:
+            execution.deadline = time.monotonic() + hard
+        limit = execution.task.options["soft_time_limit"]
         if limit is None:
             return
         task = _current_asyncio_task()
@@ -102,7 +105,7 @@ class TimeLimits(Middleware):
             watched = self._watched.pop(id(execution), None)
         cancelled = sys.modules["asyncio"].CancelledError if "asyncio" in sys.modules else ()
         if watched is not None and watched.fired and isinstance(outcome.error, cancelled):
-            limit = execution.task.options.soft_time_limit
+            limit = execution.task.options["soft_time_limit"]
             outcome.error = TimeLimitExceeded(f"soft time limit of {limit} s exceeded")
 
     def _watch(self) -> None:

@@ -1,6 +1,6 @@
 """Redis broker (redis-py with hiredis): thin Python over one Lua script per operation.
 
-The key schema is in `redis_lua/README.md`. Every operation on a queue is one script
+The key schema is in `lua/README.md`. Every operation on a queue is one script
 call, and batches (publish, ack, extend) are one call per queue, pipelined across queues:
 one round trip (on a cluster, one per queue). Idle workers block in BLPOP on the queues'
 signal lists instead of polling, and wake at once when something is published.
@@ -19,23 +19,26 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from importlib import resources
 from typing import Any, TypeVar
 
 import msgspec
 
-from conveyor.brokers.base import DeadLetter, Delivery, QueueStats, Revoked, WorkerInfo
-from conveyor.brokers.redis_client import RedisTarget, call, confirm_replicated, connect, parse_url
+from conveyor.backends.redis.client import (
+    RedisTarget,
+    call,
+    confirm_replicated,
+    connect,
+    parse_url,
+    script,
+)
+from conveyor.backends.waiting import reserve_loop
+from conveyor.broker import DeadLetter, Delivery, QueueStats, Revoked, WorkerInfo
 from conveyor.errors import BrokerUnavailable
 from conveyor.message import Envelope
 
 T = TypeVar("T")
 _worker_decoder = msgspec.json.Decoder(WorkerInfo)
 CLUSTER_POLL = 0.1  # Redis Cluster can't BLPOP keys of several slots: poll each in turn
-
-
-def _script(name: str) -> str:
-    return resources.files("conveyor.brokers.redis_lua").joinpath(f"{name}.lua").read_text()
 
 
 def _as_text(value: bytes | str) -> str:
@@ -50,7 +53,7 @@ class RedisBroker:
         self.namespace = self.target.namespace
         self.client = connect(self.target)
         self._scripts = {
-            name: self.client.register_script(_script(name))
+            name: self.client.register_script(script(name))
             for name in ("publish", "reserve", "ack", "extend", "retry", "dead_letter",
                          "purge", "purge_dead", "revoke")
         }
@@ -115,16 +118,8 @@ class RedisBroker:
     # -- consuming -------------------------------------------------------------------
 
     def reserve(self, queues: Sequence[str], n: int, wait: float) -> list[Delivery]:
-        deadline = time.monotonic() + wait
-        while True:
-            deliveries, next_due = self._call(lambda: self._reserve_now(queues, n))
-            remaining = deadline - time.monotonic()
-            if deliveries or remaining <= 0:
-                return deliveries
-            pause = min(remaining, 1.0)
-            if next_due is not None:
-                pause = min(pause, max(0.001, next_due - time.time()))
-            self._call(partial(self._block, queues, pause))
+        return reserve_loop(lambda: self._call(lambda: self._reserve_now(queues, n)),
+                            lambda pause: self._call(partial(self._block, queues, pause)), wait)
 
     def _reserve_now(self, queues: Sequence[str], n: int) -> tuple[list[Delivery], float | None]:
         groups = [list(queues)] if not self.target.cluster else [[q] for q in queues]

@@ -1,4 +1,5 @@
-"""Redis connections from Conveyor URLs, shared by the Redis broker and result store.
+"""Redis connections from Conveyor URLs, shared by the Redis broker, result store and
+coordination, and the Lua scripts they run (`lua/`, key schema in `lua/README.md`).
 
     redis://[user:password@]host[:port][/db]          one server
     rediss://...                                      the same over TLS
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -162,3 +165,21 @@ def connect(target: RedisTarget) -> Any:
             target.master, db=target.db, **auth)
     nodes = [ClusterNode(host, port) for host, port in target.hosts]  # type: ignore[no-untyped-call]
     return RedisCluster(startup_nodes=nodes, **auth, **timeouts)
+
+
+def script(name: str) -> str:
+    """The source of `lua/<name>.lua`."""
+    return resources.files("conveyor.backends.redis.lua").joinpath(f"{name}.lua").read_text()
+
+
+def milliseconds(seconds: float) -> int:
+    """A TTL in whole milliseconds, at least 1 (Redis rejects 0)."""
+    return max(1, int(seconds * 1000))
+
+
+def mget(client: Any, target: RedisTarget, keys: list[str]) -> list[bytes | None]:
+    """GET of many keys in one round trip (on a cluster, one per slot)."""
+    if not keys:
+        return []
+    read = client.mget_nonatomic if target.cluster else client.mget
+    return list(call(partial(read, keys), target.url, "Redis"))

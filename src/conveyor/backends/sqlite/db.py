@@ -1,4 +1,5 @@
-"""Connections to the embedded SQLite store, shared by the SQLite broker and result store.
+"""Connections to the embedded SQLite store, shared by the SQLite broker, result store and
+coordination.
 
 Durability (see docs/sqlite.md): WAL journal. Producer commits use synchronous=FULL, so
 a task whose `delay()` returned survives even a power cut; worker bookkeeping (reserve,
@@ -16,7 +17,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -157,9 +158,10 @@ class Database:
         self._local.data_version = version
         return previous is not None and version != previous
 
-    def sleep_until_change(self, deadline: float, poll: float = 0.002) -> None:
+    def sleep_until_change(self, timeout: float, poll: float = 0.002) -> None:
         """Sleep until another connection commits (since the last `changed()` call of this
-        thread, so call that before looking) or `deadline` passes."""
+        thread, so call that before looking), or for `timeout` seconds."""
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
             if self.changed():
@@ -176,3 +178,54 @@ class Database:
             except sqlite3.Error:
                 pass
         self._local = threading.local()
+
+
+class ExpiringRows:
+    """What the stores with expiring rows (results, coordination) share: a write
+    transaction with the time read once its lock is held, so a lease never starts in the
+    past; expired rows deleted in passing at most once a minute; and chunked IN-list
+    selects. Expired rows are invisible to reads at once."""
+
+    CLEANUP_EVERY = 60.0
+    CHUNK = 500  # keys per `IN (...)`: well under SQLite's limit on bound parameters
+
+    def __init__(self, url: str, schema: str, clock: Callable[[], float]) -> None:
+        self.url = url
+        self._db = Database(url, schema, synchronous="normal")
+        self._clock = clock
+        self._next_cleanup = 0.0
+
+    def delete_expired(self, conn: sqlite3.Connection, now: float) -> None:
+        raise NotImplementedError
+
+    def _write(self, action: Callable[[sqlite3.Connection, float], T]) -> T:
+        """Run `action(conn, now)` in one write transaction; clean up if it's time."""
+
+        def write() -> T:
+            with self._db.write() as conn:
+                now = self._clock()
+                result = action(conn, now)
+                if now >= self._next_cleanup:
+                    self._next_cleanup = now + self.CLEANUP_EVERY
+                    self.delete_expired(conn, now)
+            return result
+
+        return self._db.run(write)
+
+    def _select_in(self, sql: str, keys: Sequence[str]) -> dict[str, T]:
+        """Run `sql` (with `{marks}` for the IN list and one `?` for now after it) over
+        `keys` in chunks; the rows are (key, value) pairs."""
+
+        def select() -> dict[str, T]:
+            conn, now = self._db.connection(), self._clock()
+            found: dict[str, T] = {}
+            for start in range(0, len(keys), self.CHUNK):
+                chunk = keys[start:start + self.CHUNK]
+                query = sql.format(marks=",".join("?" * len(chunk)))
+                found.update(conn.execute(query, (*chunk, now)).fetchall())
+            return found
+
+        return self._db.run(select)
+
+    def close(self) -> None:
+        self._db.close()

@@ -20,9 +20,10 @@ from collections.abc import Sequence
 
 import msgspec
 
-from conveyor.brokers.base import DeadLetter, Delivery, QueueStats, Revoked, WorkerInfo
+from conveyor.backends.sqlite.db import Database
+from conveyor.backends.waiting import Clock, reserve_loop
+from conveyor.broker import DeadLetter, Delivery, QueueStats, Revoked, WorkerInfo
 from conveyor.message import Envelope
-from conveyor.sqlite_db import Database
 
 READY, RESERVED, SCHEDULED = 0, 1, 2
 ID_CHUNK = 500  # ids per statement, well under SQLite's limit on bound parameters
@@ -60,10 +61,12 @@ _worker_decoder = msgspec.json.Decoder(WorkerInfo)
 
 
 class SQLiteBroker:
-    def __init__(self, url: str, lease_seconds: float = 30.0) -> None:
+    def __init__(self, url: str, lease_seconds: float = 30.0, *,
+                 clock: Clock = time.time) -> None:
         self.url = url
         self.lease_seconds = lease_seconds
-        # Producers commit with FULL (see sqlite_db); the worker side uses `_worker_db`.
+        self._clock = clock
+        # Producers commit with FULL (see db.py); the worker side uses `_worker_db`.
         self._db = Database(url, SCHEMA, synchronous="full")
         self._worker_db = Database(url, SCHEMA, synchronous="normal")
         self._known_queues: set[str] = set()
@@ -71,7 +74,7 @@ class SQLiteBroker:
     # -- producing -------------------------------------------------------------------
 
     def publish(self, envelopes: Sequence[Envelope]) -> None:
-        now = time.time()
+        now = self._clock()
         rows = [
             (
                 e.id,
@@ -104,18 +107,15 @@ class SQLiteBroker:
     # -- consuming -------------------------------------------------------------------
 
     def reserve(self, queues: Sequence[str], n: int, wait: float) -> list[Delivery]:
-        deadline = time.monotonic() + wait
-        while True:
-            self._worker_db.run(self._worker_db.changed)  # baseline before looking
-            deliveries = self._worker_db.run(lambda: self._reserve_now(queues, n))
-            if deliveries or time.monotonic() >= deadline:
-                return deliveries
-            # Wake on any commit (a publish), or when the next scheduled message is due.
-            next_due = self._worker_db.run(lambda: self._next_due(queues))
-            wake = deadline
-            if next_due is not None:
-                wake = min(wake, time.monotonic() + max(0.0, next_due - time.time()))
-            self._worker_db.sleep_until_change(min(wake, time.monotonic() + 0.5))
+        db = self._worker_db
+
+        def attempt() -> tuple[list[Delivery], float | None]:
+            db.run(db.changed)  # a baseline before looking: no commit is missed
+            deliveries = db.run(lambda: self._reserve_now(queues, n))
+            return deliveries, None if deliveries else db.run(lambda: self._next_due(queues))
+
+        # Woken by any commit (a publish), or when the next scheduled message is due.
+        return reserve_loop(attempt, db.sleep_until_change, wait, self._clock, max_pause=0.5)
 
     def _next_due(self, queues: Sequence[str]) -> float | None:
         marks = ",".join("?" * len(queues))
@@ -126,7 +126,7 @@ class SQLiteBroker:
         return row[0] if row else None
 
     def _reserve_now(self, queues: Sequence[str], n: int) -> list[Delivery]:
-        now = time.time()
+        now = self._clock()
         with self._worker_db.write() as conn:
             # Lost leases and due schedules become ready again (both cheap index lookups).
             conn.execute(
@@ -158,7 +158,7 @@ class SQLiteBroker:
         ]
 
     def extend(self, deliveries: Sequence[Delivery]) -> None:
-        until = time.time() + self.lease_seconds
+        until = self._clock() + self.lease_seconds
         self._write_many(
             "UPDATE conveyor_messages SET due = ? WHERE seq = ? AND deliveries = ? AND state = 1",
             [(until, int(d.receipt), d.deliveries) for d in deliveries],
@@ -171,7 +171,7 @@ class SQLiteBroker:
         )
 
     def retry(self, delivery: Delivery, body: bytes, at: float | None) -> None:
-        now = time.time()
+        now = self._clock()
         state = SCHEDULED if at and at > now else READY
         self._write_many(
             "UPDATE conveyor_messages SET state = ?, due = ?, body = ?"
@@ -188,7 +188,7 @@ class SQLiteBroker:
                     "INSERT INTO conveyor_dead (id, queue, priority, reason, failed_at, body)"
                     " SELECT id, queue, priority, ?, ?, body FROM conveyor_messages"
                     " WHERE seq = ? AND deliveries = ?",
-                    (reason, time.time(), *key),
+                    (reason, self._clock(), *key),
                 )
                 conn.execute(
                     "DELETE FROM conveyor_messages WHERE seq = ? AND deliveries = ?", key
@@ -241,7 +241,7 @@ class SQLiteBroker:
     def stats(self) -> dict[str, QueueStats]:
         def read() -> dict[str, QueueStats]:
             conn = self._db.connection()
-            now = time.time()
+            now = self._clock()
             stats = {"default": QueueStats()}
             for (name,) in conn.execute("SELECT name FROM conveyor_queues"):
                 stats[name] = QueueStats()
@@ -295,13 +295,13 @@ class SQLiteBroker:
     def heartbeat(self, worker: WorkerInfo, ttl: float) -> None:
         self._write_many(
             "INSERT OR REPLACE INTO conveyor_workers VALUES (?, ?, ?)",
-            [(worker.id, time.time() + ttl, msgspec.json.encode(worker))],
+            [(worker.id, self._clock() + ttl, msgspec.json.encode(worker))],
         )
 
     def workers(self) -> list[WorkerInfo]:
         rows = self._db.run(
             lambda: self._db.connection().execute(
-                "SELECT info FROM conveyor_workers WHERE expires > ? ORDER BY id", (time.time(),)
+                "SELECT info FROM conveyor_workers WHERE expires > ? ORDER BY id", (self._clock(),)
             ).fetchall()
         )
         return [_worker_decoder.decode(row[0]) for row in rows]

@@ -1,7 +1,11 @@
-"""The ResultStore seam: where task states, progress, values and errors live.
+"""The two storage seams beside the broker: `ResultStore` (task states, progress, values
+and errors) and `Coordination` (small atomic key-value primitives).
 
-Kept separate from the Broker even when one SQLite file or one Redis serves both, so a
+Kept apart from the Broker even when one SQLite file or one Redis serves all three, so a
 deployment can put results elsewhere (`results=` on the App) without touching queues.
+Coordination is apart from results because it is not about any one task: chords,
+unique keys, the beat's lease and run-once guards use it, and so will rate limits and
+pause/resume. By default it lives in the result store's backend.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from conveyor.result import ResultRecord
+from conveyor.records import ResultRecord
 
 
 class ResultStore(Protocol):
@@ -33,8 +37,16 @@ class ResultStore(Protocol):
     def get_many(self, task_ids: Sequence[str]) -> list[ResultRecord | None]:
         """The records of many ids in one round trip, in the order asked (None: PENDING)."""
 
-    # -- coordination: the small atomic primitives workflows, unique tasks and beat share.
-    # Keys live in their own namespace (never clash with task ids) and expire on their own.
+    def close(self) -> None:
+        """Release connections. Safe to call twice."""
+
+
+class Coordination(Protocol):
+    """The small atomic primitives workflows, unique tasks and the beat share. Keys live
+    in their own namespace (they never clash with task ids) and expire on their own.
+    Implementations must be safe to use from several threads of one process."""
+
+    url: str
 
     def claim(self, key: str, owner: str, ttl: float) -> str:
         """Atomically: if `key` is free (absent or expired) or already held by `owner`, make

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from conveyor.brokers.base import DeadLetter, Delivery, QueueStats, Revoked, WorkerInfo
+from conveyor.backends.waiting import Clock, reserve_loop
+from conveyor.broker import DeadLetter, Delivery, QueueStats, Revoked, WorkerInfo
 from conveyor.message import Envelope
 
 T = TypeVar("T")  # a heap's sort key: (-priority) for ready, the due time for scheduled
@@ -43,9 +44,11 @@ def _without(heap: list[tuple[T, int, _Entry]], ids: set[str], removed: list[Rev
 
 
 class MemoryBroker:
-    def __init__(self, url: str = "memory://", lease_seconds: float = 30.0) -> None:
+    def __init__(self, url: str = "memory://", lease_seconds: float = 30.0, *,
+                 clock: Clock = time.time) -> None:
         self.url = url
         self.lease_seconds = lease_seconds
+        self._clock = clock
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._ready: dict[str, list[tuple[int, int, _Entry]]] = {"default": []}
@@ -61,7 +64,7 @@ class MemoryBroker:
                        (-entry.priority, entry.seq, entry))
 
     def publish(self, envelopes: Sequence[Envelope]) -> None:
-        now = time.time()
+        now = self._clock()
         with self._cond:
             for e in envelopes:
                 entry = _Entry(next(self._seq), e.id, e.queue, e.priority, e.body)
@@ -86,23 +89,17 @@ class MemoryBroker:
         return min(times) if times else None
 
     def reserve(self, queues: Sequence[str], n: int, wait: float) -> list[Delivery]:
-        deadline = time.monotonic() + wait
+        def attempt() -> tuple[list[Delivery], float | None]:
+            next_due = self._promote(self._clock())
+            heads = [q for q in queues if self._ready.get(q)]
+            return (self._take(heads, n) if heads else []), next_due
+
         with self._cond:
-            while True:
-                next_due = self._promote(time.time())
-                heads = [q for q in queues if self._ready.get(q)]
-                if heads:
-                    return self._take(heads, n)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return []
-                if next_due is not None:
-                    remaining = min(remaining, max(0.001, next_due - time.time()))
-                self._cond.wait(remaining)
+            return reserve_loop(attempt, self._cond.wait, wait, self._clock)
 
     def _take(self, queues: list[str], n: int) -> list[Delivery]:
         taken: list[Delivery] = []
-        until = time.time() + self.lease_seconds
+        until = self._clock() + self.lease_seconds
         while len(taken) < n:
             candidates = [q for q in queues if self._ready[q]]
             if not candidates:
@@ -125,7 +122,7 @@ class MemoryBroker:
             for d in deliveries:
                 entry = self._holder(d)
                 if entry is not None:
-                    entry.leased_until = time.time() + self.lease_seconds
+                    entry.leased_until = self._clock() + self.lease_seconds
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         with self._cond:
@@ -140,7 +137,7 @@ class MemoryBroker:
                 return
             del self._leased[entry.seq]
             entry.body = body
-            if at and at > time.time():
+            if at and at > self._clock():
                 entry.leased_until = None
                 entry.due = at
                 heapq.heappush(self._scheduled, (at, entry.seq, entry))
@@ -154,7 +151,7 @@ class MemoryBroker:
             if entry is None:
                 return
             del self._leased[entry.seq]
-            self._dead.append(DeadLetter(entry.id, entry.queue, reason, time.time(), entry.body))
+            self._dead.append(DeadLetter(entry.id, entry.queue, reason, self._clock(), entry.body))
 
     def make_all_due(self) -> None:
         """Make every scheduled message ready now (conveyor.testing skips waiting)."""
@@ -184,7 +181,7 @@ class MemoryBroker:
 
     def stats(self) -> dict[str, QueueStats]:
         with self._cond:
-            self._promote(time.time())
+            self._promote(self._clock())
             stats = {q: QueueStats(ready=len(items)) for q, items in self._ready.items()}
             for _, _, entry in self._scheduled:
                 stats.setdefault(entry.queue, QueueStats()).scheduled += 1
@@ -213,11 +210,11 @@ class MemoryBroker:
 
     def heartbeat(self, worker: WorkerInfo, ttl: float) -> None:
         with self._cond:
-            self._workers[worker.id] = (time.time() + ttl, worker)
+            self._workers[worker.id] = (self._clock() + ttl, worker)
 
     def workers(self) -> list[WorkerInfo]:
         with self._cond:
-            now = time.time()
+            now = self._clock()
             return [info for expires, info in self._workers.values() if expires > now]
 
     def forget_worker(self, worker_id: str) -> None:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
-from conveyor.beat.schedules import Schedule, to_schedule
 from conveyor.errors import ConfigurationError, did_you_mean
-from conveyor.task import AsyncTask, Task, check_priority, check_queue
-
-if TYPE_CHECKING:
-    from conveyor.app import App
+from conveyor.options import check_priority, check_queue
+from conveyor.schedules import Schedule, to_schedule
+from conveyor.task import AsyncTask, Task
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -77,21 +75,30 @@ class PeriodicTask:
             raise ConfigurationError(f"periodic task {self.name!r}: {exc}") from None
 
 
-def add(app: App, entry: PeriodicTask) -> None:
-    """Register `entry` on the App; the same entry twice is harmless (a module imported
+class Registry(Protocol):
+    """Where periodic tasks are declared: an App, or the Flask extension."""
+
+    def register(self, fn: Callable[..., Any], **options: Any) -> Task[Any, Any]: ...
+
+    def add_schedule(self, entry: PeriodicTask) -> None: ...
+
+
+def add(schedules: dict[str, PeriodicTask], entry: PeriodicTask) -> None:
+    """Add `entry` to `schedules`; the same entry twice is harmless (a module imported
     twice), two different entries with one name are a ConfigurationError."""
-    existing = app.schedules.get(entry.name)
+    existing = schedules.get(entry.name)
     if existing is not None and existing != entry:
         raise ConfigurationError(
             f"two periodic tasks are named {entry.name!r} (tasks {existing.task!r} and "
             f"{entry.task!r}): schedule names must be unique, give one of them name=...")
-    app.schedules[entry.name] = entry
+    schedules[entry.name] = entry
 
 
-def from_config(app: App, config: Mapping[str, Mapping[str, Any]]) -> None:
-    """`App(beat_schedule={"name": {"task": ..., "schedule": ..., ...}})`."""
+def from_config(config: Mapping[str, Mapping[str, Any]]) -> list[PeriodicTask]:
+    """The entries of `App(beat_schedule={"name": {"task": ..., "schedule": ...}})`."""
     if not isinstance(config, Mapping):
         raise ConfigurationError(f"beat_schedule must be a dict of name -> entry, got {config!r}")
+    entries = []
     for name, options in config.items():
         where = f"beat_schedule[{name!r}]"
         if not isinstance(options, Mapping):
@@ -104,15 +111,16 @@ def from_config(app: App, config: Mapping[str, Mapping[str, Any]]) -> None:
             if key not in options:
                 raise ConfigurationError(f"{where} needs a {key!r}")
         values = {k: v for k, v in options.items() if k != "schedule"}
-        add(app, PeriodicTask(name=name, schedule=to_schedule(options["schedule"], where),
-                              **values))
+        entries.append(PeriodicTask(name=name, schedule=to_schedule(options["schedule"], where),
+                                    **values))
+    return entries
 
 
 class PeriodicDecorator:
     """What ``@app.periodic(schedule, ...)`` returns: applied to a function it registers
     the function as a task too (with `task_options`); applied to a Task it schedules it."""
 
-    def __init__(self, app: App, schedule: Any, name: str | None, args: Sequence[Any],
+    def __init__(self, app: Registry, schedule: Any, name: str | None, args: Sequence[Any],
                  kwargs: Mapping[str, Any] | None, catch_up: str, queue: str | None,
                  priority: int | None, task_options: dict[str, Any]) -> None:
         self.app = app
@@ -135,7 +143,7 @@ class PeriodicDecorator:
                 raise ConfigurationError(
                     f"@app.periodic on task {fn.name!r}: task options "
                     f"({', '.join(self.task_options)}) belong on its @app.task(...)")
-            if fn.app is not self.app:
+            if cast(object, fn.app) is not self.app:
                 raise ConfigurationError(f"task {fn.name!r} belongs to another App")
             task = fn
         else:
@@ -143,5 +151,5 @@ class PeriodicDecorator:
         entry = PeriodicTask(name=self.name or task.name, task=task.name,
                              schedule=self.schedule, **self.options)
         entry.check_arguments(task)
-        add(self.app, entry)
+        self.app.add_schedule(entry)
         return task

@@ -1,0 +1,88 @@
+"""Backends, one folder per technology, chosen by URL scheme.
+
+Each backend is a package exposing up to three factories, one per seam it serves:
+``broker(url, lease_seconds)``, ``results(url)`` and ``coordination(url)``. It is
+imported only when its scheme is used, so a missing driver is reported with the extra
+to install, not at ``import conveyor``. Adding a backend means adding its folder and
+one line below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Literal
+from urllib.parse import urlsplit
+
+from conveyor.broker import Broker
+from conveyor.config import mask_url
+from conveyor.errors import ConfigurationError
+from conveyor.store import Coordination, ResultStore
+
+Role = Literal["broker", "results", "coordination"]
+ALL_ROLES: tuple[Role, ...] = ("broker", "results", "coordination")
+NAMES: dict[Role, str] = {"broker": "broker", "results": "result store",
+                          "coordination": "coordination store"}
+
+
+@dataclass(frozen=True)
+class Backend:
+    module: str
+    schemes: tuple[str, ...]
+    extra: str | None = None  # the pip extra that installs its driver
+    roles: tuple[Role, ...] = ALL_ROLES
+
+
+BACKENDS = (
+    Backend("conveyor.backends.memory", ("memory",)),
+    Backend("conveyor.backends.sqlite", ("sqlite",)),
+    Backend("conveyor.backends.redis", ("redis", "rediss", "redis+sentinel", "redis+cluster"),
+            extra="redis"),
+    Backend("conveyor.contrib.django.store", ("django",), extra="django",
+            roles=("results", "coordination")),
+)
+
+
+def scheme_of(url: str) -> str:
+    return urlsplit(url).scheme.lower()
+
+
+def check_scheme(url: str, role: Role) -> Backend:
+    """The backend serving `url` in `role`, or ConfigurationError naming the schemes that
+    can (imports nothing)."""
+    scheme = scheme_of(url)
+    for backend in BACKENDS:
+        if scheme in backend.schemes and role in backend.roles:
+            return backend
+    known = ", ".join(f"{s}://" for b in BACKENDS if role in b.roles for s in b.schemes)
+    raise ConfigurationError(
+        f"unknown {NAMES[role]} URL scheme {scheme + '://' if scheme else '(none)'} in "
+        f"{mask_url(url)!r}: use one of {known}"
+    )
+
+
+def _load(url: str, role: Role) -> ModuleType:
+    backend = check_scheme(url, role)
+    try:
+        return importlib.import_module(backend.module)
+    except ImportError as exc:
+        hint = f": pip install 'conveyor[{backend.extra}]'" if backend.extra else ""
+        raise ConfigurationError(f"{scheme_of(url)}:// needs a driver that isn't installed"
+                                 f"{hint} ({exc})") from exc
+
+
+def broker_from_url(url: str, lease_seconds: float = 30.0) -> Broker:
+    """The broker for `url`, e.g. ``sqlite:///conveyor.db`` or ``memory://``."""
+    broker: Broker = _load(url, "broker").broker(url, lease_seconds)
+    return broker
+
+
+def results_from_url(url: str) -> ResultStore:
+    store: ResultStore = _load(url, "results").results(url)
+    return store
+
+
+def coordination_from_url(url: str) -> Coordination:
+    coordination: Coordination = _load(url, "coordination").coordination(url)
+    return coordination

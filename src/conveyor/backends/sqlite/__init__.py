@@ -1,0 +1,23 @@
+"""The embedded default backend (``sqlite:///conveyor.db``): broker, result store and
+coordination in one SQLite file, shared by several processes, no server (docs/sqlite.md)."""
+
+from __future__ import annotations
+
+from conveyor.backends.sqlite.broker import SQLiteBroker
+from conveyor.backends.sqlite.coordination import SQLiteCoordination
+from conveyor.backends.sqlite.results import SQLiteResultStore
+
+__all__ = ["SQLiteBroker", "SQLiteCoordination", "SQLiteResultStore", "broker",
+           "coordination", "results"]
+
+
+def broker(url: str, lease_seconds: float) -> SQLiteBroker:
+    return SQLiteBroker(url, lease_seconds)
+
+
+def results(url: str) -> SQLiteResultStore:
+    return SQLiteResultStore(url)
+
+
+def coordination(url: str) -> SQLiteCoordination:
+    return SQLiteCoordination(url)

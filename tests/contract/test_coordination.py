@@ -1,0 +1,197 @@
+"""The coordination contract: what every Coordination store must do (claims, joined sets,
+values), checked only through the Protocol.
+
+Expiry follows the `clock` fixture: on the in-process stores it is fake, so TTLs run out
+at once when the test advances it; elsewhere advancing it sleeps.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+from conveyor.store import Coordination
+from tests.conftest import Clock
+
+TTL = 60.0
+
+
+def key() -> str:
+    return f"k-{uuid.uuid4().hex}"
+
+
+def test_a_claim_held_by_another_owner_returns_that_owner(coordination: Coordination) -> None:
+    lock = key()
+
+    first = coordination.claim(lock, "alice", TTL)
+    second = coordination.claim(lock, "bob", TTL)
+
+    assert (first, second) == ("alice", "alice")
+
+
+def test_claiming_again_renews_the_claim(coordination: Coordination, clock: Clock) -> None:
+    lock = key()
+    coordination.claim(lock, "alice", 0.5)
+    clock.advance(0.3)
+
+    renewed = coordination.claim(lock, "alice", 0.5)
+    clock.advance(0.3)  # past the first claim's expiry, within the renewal's
+
+    assert renewed == "alice"
+    assert coordination.claim(lock, "bob", TTL) == "alice"
+
+
+def test_a_claim_expires_and_another_owner_can_take_it(
+        coordination: Coordination, clock: Clock) -> None:
+    lock = key()
+    coordination.claim(lock, "alice", 0.2)
+
+    clock.advance(0.3)
+
+    assert coordination.claim(lock, "bob", TTL) == "bob"
+    assert coordination.claim(lock, "alice", TTL) == "bob"
+
+
+def test_release_frees_the_owners_claim(coordination: Coordination) -> None:
+    lock = key()
+    coordination.claim(lock, "alice", TTL)
+
+    released = coordination.release(lock, "alice")
+
+    assert released is True
+    assert coordination.claim(lock, "bob", TTL) == "bob"
+
+
+def test_release_by_another_owner_does_nothing(coordination: Coordination) -> None:
+    lock = key()
+    coordination.claim(lock, "alice", TTL)
+
+    released = coordination.release(lock, "bob")
+
+    assert released is False
+    assert coordination.claim(lock, "bob", TTL) == "alice"
+    assert coordination.release(key(), "bob") is False  # nobody holds it
+
+
+def test_one_of_many_concurrent_claims_wins(coordination: Coordination) -> None:
+    lock = key()
+    barrier = threading.Barrier(20)
+    holders: list[str] = []
+
+    def contend(owner: str) -> None:
+        barrier.wait()
+        holders.append(coordination.claim(lock, owner, TTL))
+
+    threads = [threading.Thread(target=contend, args=(f"owner-{n}",)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(holders) == 20
+    assert len(set(holders)) == 1  # everyone saw the same winner...
+    assert holders[0] in {f"owner-{n}" for n in range(20)}  # ...one of them
+
+
+def test_join_counts_a_member_once(coordination: Coordination) -> None:
+    chord = key()
+
+    sizes = [coordination.join([(chord, member)], TTL)[0] for member in ["a", "b", "a", "c"]]
+
+    assert sizes == [1, 2, 2, 3]
+
+
+def test_join_takes_entries_of_several_keys_in_one_call(coordination: Coordination) -> None:
+    one, two = key(), key()
+    coordination.join([(one, "a")], TTL)
+
+    sizes = coordination.join([(one, "b"), (two, "a"), (one, "b"), (one, "c"), (two, "b")],
+                              TTL)
+
+    assert sizes == [2, 1, 2, 3, 2]
+    assert coordination.join([], TTL) == []
+
+
+def test_a_joined_set_expires_after_its_ttl(coordination: Coordination, clock: Clock) -> None:
+    chord = key()
+    coordination.join([(chord, "a"), (chord, "b")], 0.2)
+
+    clock.advance(0.3)
+
+    assert coordination.join([(chord, "c")], TTL) == [1]
+
+
+def test_each_join_renews_the_whole_set(coordination: Coordination, clock: Clock) -> None:
+    chord = key()
+    coordination.join([(chord, "a")], 0.5)
+    clock.advance(0.3)
+    coordination.join([(chord, "b")], 0.5)
+
+    clock.advance(0.3)  # past "a"'s first expiry, within the renewal
+
+    assert coordination.join([(chord, "c")], TTL) == [3]
+
+
+def test_concurrent_joins_count_every_member_exactly_once(coordination: Coordination) -> None:
+    chord = key()
+    barrier = threading.Barrier(50)
+    sizes: list[int] = []
+
+    def join(member: str) -> None:
+        barrier.wait()
+        sizes.extend(coordination.join([(chord, member)], TTL))
+
+    threads = [threading.Thread(target=join, args=(f"m-{n}",)) for n in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(sizes) == list(range(1, 51))  # each size seen once: the adds are atomic
+    assert coordination.join([(chord, "m-0")], TTL) == [50]
+
+
+def test_put_values_come_back_from_fetch(coordination: Coordination) -> None:
+    one, two = key(), key()
+
+    coordination.put(one, "first", TTL)
+    coordination.put(two, '{"json": "ünïcode ✓"}', TTL)
+    coordination.put(one, "replaced", TTL)
+
+    assert coordination.fetch([two, "never-put", one]) == [
+        '{"json": "ünïcode ✓"}', None, "replaced"]
+    assert coordination.fetch([]) == []
+
+
+def test_a_put_value_expires_after_its_ttl(coordination: Coordination, clock: Clock) -> None:
+    gone, kept = key(), key()
+    coordination.put(gone, "short", 0.2)
+    coordination.put(kept, "long", TTL)
+
+    clock.advance(0.3)
+
+    assert coordination.fetch([gone, kept]) == [None, "long"]
+
+
+def test_coordination_keys_never_meet_task_ids(coordination: Coordination) -> None:
+    # A key that is a task id, and one that looks like a store's own prefixed key: claims,
+    # sets and values of either never meet each other, nor those of the other key.
+    task_id = uuid.uuid4().hex
+    prefixed = f"claim:{task_id}"
+
+    coordination.put(task_id, "a value", TTL)
+    holder = coordination.claim(task_id, "alice", TTL)
+    size = coordination.join([(task_id, "member")], TTL)
+    coordination.put(prefixed, "another value", TTL)
+    prefixed_holder = coordination.claim(prefixed, "bob", TTL)
+    prefixed_size = coordination.join([(prefixed, "other"), (prefixed, "member")], TTL)
+
+    assert (holder, size) == ("alice", [1])
+    assert (prefixed_holder, prefixed_size) == ("bob", [1, 2])
+    assert coordination.fetch([task_id, prefixed]) == ["a value", "another value"]
+    assert coordination.claim(task_id, "bob", TTL) == "alice"
+    assert coordination.claim(prefixed, "alice", TTL) == "bob"
+    assert coordination.join([(task_id, "member")], TTL) == [1]
+    assert coordination.release(task_id, "alice") is True
+    assert coordination.claim(prefixed, "alice", TTL) == "bob"
+    assert coordination.fetch([task_id, prefixed]) == ["a value", "another value"]
