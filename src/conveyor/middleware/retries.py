@@ -62,8 +62,15 @@ class Retries(Middleware):
                 raise ConfigurationError(f"task {task_name!r}: {key} must be seconds >= 0, "
                                          f"got {value!r}")
 
+    def __init__(self) -> None:
+        self._attempts: dict[str, int] = {}  # task name -> max attempts (options are frozen)
+
     def before_execute(self, execution: Execution) -> None:
-        execution.context.max_attempts = 1 + max_retries(execution.task.options)
+        task = execution.task
+        attempts = self._attempts.get(task.name)
+        if attempts is None:
+            attempts = self._attempts[task.name] = 1 + max_retries(task.options)
+        execution.context.max_attempts = attempts
 
     def after_execute(self, execution: Execution, outcome: Outcome) -> None:
         error = outcome.error

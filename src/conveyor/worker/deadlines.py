@@ -30,8 +30,9 @@ class Deadlines(Generic[T]):
                 self._running[id(key)] = (deadline, item)
 
     def forget(self, key: object) -> None:
-        with self._lock:
-            self._running.pop(id(key), None)
+        if id(key) in self._running:  # most tasks have no deadline: no lock for them
+            with self._lock:
+                self._running.pop(id(key), None)
 
     def overdue(self) -> list[T]:
         now = time.monotonic()
