@@ -22,7 +22,7 @@ from conveyor.flow import COLLECT_TASK, collect
 from conveyor.lifecycle import admin
 from conveyor.message import Envelope, Message, new_id, now, seal
 from conveyor.middleware import Middleware, MiddlewareStack, default_middleware
-from conveyor.options import check_priority, check_queue, to_timestamp
+from conveyor.options import check_priority, check_queue, check_task_id, to_timestamp
 from conveyor.periodic import PeriodicTask, from_config
 from conveyor.result import AsyncResult
 from conveyor.store import Coordination, ResultStore
@@ -87,10 +87,10 @@ class App(Declarer):
         return self._settings
 
     def resolve_settings(self) -> Settings:
-        """The App's arguments, then ``CONVEYOR_*`` variables, then defaults. The URL
-        schemes are checked now; a driver is imported on first use (a worker's
+        """The App's arguments, then ``CONVEYOR_*`` variables, then defaults. The URLs
+        are checked now; a driver is imported on first use (a worker's
         supervisor never uses it, and redis-py with ssl would cost every process MBs)."""
-        return check_schemes(resolve_settings(self.name, **self._options))
+        return check_urls(resolve_settings(self.name, **self._options))
 
     # -- connections -----------------------------------------------------------------
 
@@ -199,7 +199,8 @@ class App(Declarer):
         if countdown is not None and eta is not None:
             raise ValueError("give either countdown or eta, not both")
         message = Message(
-            id=task_id or new_id(), task=name, args=list(args), kwargs=dict(kwargs or {}),
+            id=check_task_id(task_id) or new_id(), task=name, args=list(args),
+            kwargs=dict(kwargs or {}),
             queue=check_queue(queue or "default"), priority=check_priority(priority or 0),
             eta=to_timestamp(countdown, "countdown", True) or to_timestamp(eta, "eta", False),
             expires=to_timestamp(expires, "expires", True), created=now(),
@@ -234,8 +235,9 @@ class App(Declarer):
         return admin.revoke(self, task_ids)
 
 
-def check_schemes(settings: Settings) -> Settings:
-    """Raise ConfigurationError unless backends serve the URLs' schemes in their roles."""
-    backends.check_scheme(settings.broker_url, "broker")
-    backends.check_scheme(settings.effective_results_url, "results")
+def check_urls(settings: Settings) -> Settings:
+    """Raise ConfigurationError unless backends serve the URLs in their roles, and the
+    URLs are well formed (no driver is loaded, no connection made)."""
+    backends.check_url(settings.broker_url, "broker")
+    backends.check_url(settings.effective_results_url, "results")
     return settings

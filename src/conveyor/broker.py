@@ -132,7 +132,8 @@ class Broker(Protocol):
         the App's job (`App.retry_dead`): it resets their attempts and re-signs them."""
 
     def heartbeat(self, worker: WorkerInfo, ttl: float) -> None:
-        """Record that a worker process is alive, for `ttl` seconds."""
+        """Record that a worker process is alive, for `ttl` seconds, and forget the
+        workers whose heartbeat expired (a SIGKILLed process never says goodbye)."""
 
     def workers(self) -> list[WorkerInfo]:
         """Workers whose heartbeat hasn't expired."""

@@ -7,10 +7,12 @@ which task is running on this thread or asyncio task.
 from __future__ import annotations
 
 import contextvars
+import math
 from collections.abc import Callable
 from typing import NoReturn
 
 from conveyor.errors import Retry
+from conveyor.plain import problem
 from conveyor.records import Progress
 
 ProgressSink = Callable[[Progress], None]
@@ -52,8 +54,7 @@ class TaskContext:
                  message: str | None = None) -> None:
         """Report progress: visible in `AsyncResult.progress`, `conveyor result` and the
         dashboard. Cheap to call often: the worker writes only the latest value, in batches."""
-        if total is not None and total < 0:
-            raise ValueError(f"progress total must be >= 0, got {total}")
+        check_progress(current, total, message)
         self.last_progress = Progress(current, total, message)
         if self._sink is not None:
             self._sink(self.last_progress)
@@ -66,3 +67,24 @@ class TaskContext:
 current_task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(
     "conveyor_current_task", default=None
 )
+
+
+def check_progress(current: object, total: object, message: object) -> None:
+    """Raise, in the task, for progress no store could keep: a worker writes progress
+    later, in batches, where a bad value could no longer be told to the task."""
+    for name, value in (("current", current), ("total", total)):
+        if value is None and name == "total":
+            continue
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise TypeError(f"progress {name} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"progress {name} must be a finite number, got {value!r}")
+    if total is not None and total < 0:  # type: ignore[operator]
+        raise ValueError(f"progress total must be >= 0, got {total}")
+    if message is not None:
+        if not isinstance(message, str):
+            raise TypeError(f"progress message must be a str, got {message!r}: "
+                            "pass str(value)")
+        found = problem(message)
+        if found is not None:
+            raise ValueError(f"progress message can't be stored: {found}")

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from conveyor.app import App
+from conveyor.errors import ConveyorError
 
 
 def load_app(spec: str | None) -> App:
@@ -27,12 +28,14 @@ def load_app(spec: str | None) -> App:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
+        found = _find(module, attr, spec)
     except ImportError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise click.UsageError(f"can't import {module_name!r} (from -A {spec}): {exc}; "
                                    "run from the directory that contains it") from exc
         raise
-    found = _find(module, attr, spec)
+    except ConveyorError as exc:  # the App's own configuration: one line says what to do
+        raise click.ClickException(f"the app in {spec!r} can't be used: {exc}") from exc
     if not isinstance(found, App):
         raise click.UsageError(f"-A {spec} names {found!r}, which is not a conveyor App")
     return found

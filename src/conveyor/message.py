@@ -16,6 +16,7 @@ import msgspec
 
 from conveyor import signing
 from conveyor.errors import MessageTooLarge, SerializationError
+from conveyor.plain import problem
 
 PROTOCOL_VERSION = 1
 
@@ -120,11 +121,14 @@ def now() -> float:
 
 
 def encode(message: Message, limit: int, param_names: Sequence[str] = ()) -> bytes:
-    """Encode a message, or raise naming the argument JSON can't carry / the size over `limit`."""
+    """Encode a message, or raise naming the argument that isn't plain data (see
+    `conveyor.plain`) / the size over `limit`."""
+    check_arguments(message, param_names)
     try:
         body = _encoder.encode(message)
-    except (TypeError, msgspec.EncodeError, OverflowError) as exc:
-        raise SerializationError(_describe_bad_argument(message, exc, param_names)) from exc
+    except Exception as exc:  # noqa: BLE001 - whatever msgspec raises, the message can't go
+        raise SerializationError(f"task {message.task!r}: the message can't be encoded as "
+                                 f"JSON ({type(exc).__name__}: {exc})") from exc
     if len(body) > limit:
         raise MessageTooLarge(
             f"task {message.task!r}: the encoded message is {len(body):,} bytes, over "
@@ -132,6 +136,31 @@ def encode(message: Message, limit: int, param_names: Sequence[str] = ()) -> byt
             "of the data, or raise max_message_size on the App"
         )
     return body
+
+
+def check_arguments(message: Message, param_names: Sequence[str] = ()) -> None:
+    """Raise SerializationError naming the first argument (of the call, or of a workflow
+    step it carries) that is not plain data."""
+    calls: list[tuple[str, Sequence[Any], Mapping[str, Any], Sequence[str]]] = [
+        (message.task, message.args, message.kwargs, param_names)]
+    nodes: list[Call | Chord] = [*message.then, *message.link_error]
+    if message.chord is not None:
+        nodes.append(message.chord.callback)
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, Chord):
+            nodes += [*node.members, node.callback]
+            continue
+        calls.append((f"{node.task} (a later step)", node.args, node.kwargs, ()))
+        nodes += [*node.then, *node.link_error]
+    for task, args, kwargs, names in calls:
+        for label, value in _labelled_arguments(args, kwargs, names):
+            found = problem(value)
+            if found is not None:
+                raise SerializationError(
+                    f"task {task!r}: argument {label} can't be sent as JSON: {found}; pass "
+                    "plain data (str, int, float, bool, None, lists, dicts with str keys) "
+                    "or an id the task can look up")
 
 
 def decode(body: bytes) -> Message:
@@ -155,40 +184,30 @@ def seal(message: Message, limit: int, keys: Sequence[str],
 
 def unseal(body: bytes, keys: Sequence[str]) -> Message:
     """The message in a body `seal` made, or UnreadableMessage saying why not."""
+    if not isinstance(body, bytes):  # written into the store by something else
+        raise UnreadableMessage(f"undecodable message: the body is a {type(body).__name__}, "
+                                "not bytes", rejected=False)
     try:
         payload = signing.verify(body, keys)
     except signing.SignatureError as exc:
         raise UnreadableMessage(f"rejected: {exc}", rejected=True) from exc
     try:
         return _decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise UnreadableMessage(f"undecodable message: {exc}", rejected=False) from exc
+    except Exception as exc:  # noqa: BLE001 - DecodeError, ValidationError, RecursionError...
+        raise UnreadableMessage(f"undecodable message: {type(exc).__name__}: {exc}",
+                                rejected=False) from exc
 
 
 def encode_value(value: Any, what: str) -> bytes:
-    """Encode a task's return value; `what` names it in the error."""
-    try:
-        return _encoder.encode(value)
-    except (TypeError, msgspec.EncodeError, OverflowError) as exc:
-        raise SerializationError(
-            f"{what} of type {type(value).__name__} can't be stored as JSON ({exc}): "
-            "return plain data (str, int, float, bool, None, lists, dicts)"
-        ) from exc
-
-
-def _describe_bad_argument(
-    message: Message, exc: BaseException, param_names: Sequence[str]
-) -> str:
-    for label, value in _labelled_arguments(message.args, message.kwargs, param_names):
+    """Encode a task's return value or progress data; `what` names it in the error."""
+    found = problem(value)
+    if found is None:
         try:
-            _encoder.encode(value)
-        except (TypeError, msgspec.EncodeError, OverflowError):
-            return (
-                f"task {message.task!r}: argument {label} of type {type(value).__name__} "
-                f"can't be sent as JSON ({exc}): pass plain data (str, int, float, bool, "
-                "None, lists, dicts) or an id the task can look up"
-            )
-    return f"task {message.task!r}: the message can't be encoded as JSON ({exc})"
+            return _encoder.encode(value)
+        except Exception as exc:  # noqa: BLE001 - whatever msgspec raises, it can't be stored
+            found = f"the value can't be encoded ({type(exc).__name__}: {exc})"
+    raise SerializationError(f"{what} can't be stored as JSON: {found}; return plain data "
+                             "(str, int, float, bool, None, lists, dicts with str keys)")
 
 
 def _labelled_arguments(

@@ -50,9 +50,28 @@ def check_priority(priority: object) -> int:
 
 
 def check_queue(queue: object) -> str:
+    """A queue name a worker can consume: `-Q a,b` splits on commas and strips spaces,
+    so a name with a comma, surrounding spaces or a control character could never be."""
     if not isinstance(queue, str) or not queue or len(queue) > 200:
         raise ValueError(f"queue must be a non-empty name of up to 200 characters, got {queue!r}")
+    if "," in queue or queue != queue.strip() or not queue.isprintable():
+        raise ValueError(f"queue {queue!r} can't be consumed (conveyor worker -Q takes a "
+                         "comma-separated list): use a name without commas, surrounding "
+                         "spaces or control characters")
     return queue
+
+
+def check_task_id(task_id: object) -> str | None:
+    """A task id given to `apply_async(task_id=...)`: a non-empty string, or None."""
+    if task_id is None:
+        return None
+    if not isinstance(task_id, str) or not task_id or len(task_id) > 255:
+        raise ValueError(f"task_id must be a non-empty string of up to 255 characters, "
+                         f"got {task_id!r}")
+    if not task_id.isprintable():
+        raise ValueError(f"task_id {task_id!r} holds a control character: ids are shown "
+                         "in logs and on the command line")
+    return task_id
 
 
 def check_core_options(name: str, options: Mapping[str, Any]) -> None:

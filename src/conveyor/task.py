@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import sys
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
@@ -19,8 +18,14 @@ import msgspec
 from conveyor.canvas import Signature, error_handlers
 from conveyor.context import TaskContext, current_task
 from conveyor.host import Host
-from conveyor.message import Message, encode, new_id, now
-from conveyor.options import TaskOptions, check_priority, check_queue, to_timestamp
+from conveyor.message import Message, check_arguments, new_id, now
+from conveyor.options import (
+    TaskOptions,
+    check_priority,
+    check_queue,
+    check_task_id,
+    to_timestamp,
+)
 from conveyor.result import AsyncResult
 
 P = ParamSpec("P")
@@ -155,11 +160,8 @@ class Task(Generic[P, R]):
     def unique_key(self, message: Message) -> str:
         """`unique_for` without a `unique_key`: the task's name and a digest of its
         arguments, so identical calls share a key."""
-        try:
-            encoded = msgspec.json.encode([message.args, message.kwargs], order="sorted")
-        except (TypeError, msgspec.EncodeError, OverflowError):
-            encode(message, sys.maxsize, self.param_names)  # raises, naming the argument
-            raise
+        check_arguments(message, self.param_names)  # raises, naming a bad argument
+        encoded = msgspec.json.encode([message.args, message.kwargs], order="sorted")
         return f"{self.name}:{hashlib.sha256(encoded).hexdigest()[:32]}"
 
     def _publish_unique(self, message: Message, key: str) -> AsyncResult[R]:
@@ -212,7 +214,7 @@ class Task(Generic[P, R]):
         run_at = to_timestamp(countdown, "countdown", relative=True) or to_timestamp(
             eta, "eta", relative=False)
         return Message(
-            id=task_id or new_id(),
+            id=check_task_id(task_id) or new_id(),
             task=self.name,
             args=list(args),
             kwargs=kwargs,

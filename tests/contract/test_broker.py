@@ -12,10 +12,12 @@ fake, so `clock.advance()` makes them run out at once; elsewhere it sleeps. The 
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
@@ -713,6 +715,30 @@ def test_a_worker_disappears_when_its_heartbeat_expires(broker: Broker, clock: C
 
     assert before == {"short", "long"}
     assert [w.id for w in broker.workers()] == ["long"]
+
+
+def stored_workers(broker: Broker, kind: str) -> int:
+    """How many worker entries the store holds, expired or not (a look inside)."""
+    if kind == "memory":
+        return len(broker._workers)  # type: ignore[attr-defined]
+    if kind == "sqlite":
+        with closing(sqlite3.connect(broker._db.path)) as conn:  # type: ignore[attr-defined]
+            return int(conn.execute("SELECT count(*) FROM conveyor_workers").fetchone()[0])
+    client, ns = broker.client, broker.namespace  # type: ignore[attr-defined]
+    return max(int(client.zcard(f"{ns}:workers")), int(client.hlen(f"{ns}:worker-info")))
+
+
+def test_a_heartbeat_drops_the_entries_of_workers_that_died(make_broker: MakeBroker,
+                                                             clock: Clock) -> None:
+    # A SIGKILLed worker never deregisters: the next heartbeat of any worker clears it
+    broker = make_broker()
+    broker.heartbeat(worker_info("killed"), 0.5)
+    clock.advance(0.7)
+
+    broker.heartbeat(worker_info("alive"), 60)
+
+    assert [w.id for w in broker.workers()] == ["alive"]
+    assert stored_workers(broker, make_broker.kind) == 1  # type: ignore[attr-defined]
 
 
 def test_forgetting_an_unknown_worker_is_harmless(broker: Broker) -> None:

@@ -311,3 +311,15 @@ def test_cli_rejects_an_empty_id(tasks: ModuleType) -> None:
     assert result.exit_code == 2
     assert "empty task id" in result.output
     assert tasks.app.broker.stats()["default"].ready == 1
+
+
+def test_control_characters_from_the_store_are_shown_escaped_never_sent(
+        tasks: ModuleType) -> None:
+    # Anyone who can publish can name a task with a terminal escape sequence
+    evil = app_of(tasks).send_task("evil\x1b]0;pwned\x07")
+    run_until_idle(app_of(tasks))
+
+    for args in (("dead", "list", "-A", MODULE), ("result", "-A", MODULE, evil.id)):
+        output = invoke(*args).output
+        assert "\x1b" not in output and "\x07" not in output
+        assert "evil\\x1b]0;pwned\\x07" in output

@@ -204,3 +204,22 @@ def test_no_spec_asks_for_minus_a_or_the_environment_variable(spec: str | None) 
         load_app(spec)
     assert "-A" in info.value.message
     assert "CONVEYOR_APP" in info.value.message
+
+
+def test_an_app_whose_url_is_wrong_is_one_line_on_the_command_line(
+        make_module: MakeModule) -> None:
+    from click.testing import CliRunner
+
+    from conveyor.cli import main
+
+    make_module("badurl", """
+        from conveyor import App
+        app = App("shop", broker="redis://127.0.0.1:6379/0?namespce=x")
+    """)
+
+    result = CliRunner().invoke(main, ["status", "-A", "badurl"])
+
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: the app in 'badurl' can't be used: unknown "
+                                    "option 'namespce'; did you mean 'namespace'?")
+    assert len(result.output.strip().splitlines()) == 1

@@ -4,7 +4,11 @@ apply_async() / map() refuse before anything is queued."""
 from __future__ import annotations
 
 import asyncio
+import collections
+import decimal
+import enum
 import inspect
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +19,10 @@ from conveyor.errors import ConfigurationError, MessageTooLarge, SerializationEr
 from conveyor.records import State
 from conveyor.task import Task
 from conveyor.testing import run_until_idle
+
+
+class Colour(enum.Enum):
+    RED = "red"
 
 
 def ready(app: App, queue: str = "default") -> int:
@@ -302,15 +310,43 @@ def test_non_json_argument_nested_in_a_list_is_still_named(app: App) -> None:
     assert ready(app) == 0
 
 
-def test_a_set_argument_is_sent_as_a_json_array(app: App) -> None:
-    # msgspec encodes sets as JSON arrays: the task receives a list
+@pytest.mark.parametrize(("value", "why"), [
+    ({3, 1, 2}, "is a set"),
+    (datetime(2026, 1, 1, tzinfo=UTC), "is a datetime"),
+    (uuid.UUID(int=7), "is a UUID"),
+    (decimal.Decimal("1.5"), "is a Decimal"),
+    (Colour.RED, "is the enum member"),
+    ({1: "a"}, "has the key 1 of type int"),
+    (float("nan"), "is nan"),
+    ([1, {"at": [b"raw"]}], r"\[1\]\['at'\]\[0\] is a bytes"),
+    ("\ud800", "lone surrogate"),
+])
+def test_values_json_would_change_are_refused_naming_where_they_are(
+        app: App, value: object, why: str) -> None:
+    # msgspec would send each of these, but the task would get another value back
+    # (a list, a string, {"1": "a"}, None): Conveyor refuses them instead
     @app.task
-    def total(values: list[int]) -> list[int]:
-        return sorted(values)
+    def keep(values: object) -> None: ...
 
-    result = total.delay({3, 1, 2})  # type: ignore[arg-type]
+    with pytest.raises(SerializationError, match=f"argument 'values' can't be sent as "
+                                                 f"JSON: .*{why}"):
+        keep.delay(value)
+    assert app.broker.stats()["default"].ready == 0
+
+
+def test_dict_and_list_subclasses_go_as_dicts_and_lists(app: App) -> None:
+    class Label(str): ...
+
+    @app.task
+    def echo(value: object) -> object:
+        return value
+
+    result = echo.delay(collections.OrderedDict(a="x", b=(1, 2)))
     run_until_idle(app)
-    assert result.get(timeout=1) == [1, 2, 3]
+    assert result.get(timeout=1) == {"a": "x", "b": [1, 2]}
+    with pytest.raises(SerializationError, match=r"\['a'\] is a Label, a str subclass: "
+                                                 r"pass str\(value\)"):
+        echo.delay({"a": Label("x")})
 
 
 def test_message_over_max_message_size_raises_before_sending() -> None:

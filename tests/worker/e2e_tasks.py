@@ -7,7 +7,9 @@ directory (appends are atomic for short lines), never to memory.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
+import pathlib
 import time
 
 from conveyor import App, Retry, TaskContext
@@ -152,3 +154,26 @@ def sync_account(account: int, seconds: float) -> int:
     record("sync.log", str(account))
     time.sleep(seconds)
     return account
+
+
+@app.task
+def unstorable(kind: str) -> object:
+    """Returns a value no store can keep as it is (the hardening tests count the runs)."""
+    record("runs.log", f"unstorable-{kind} {os.getpid()}")
+    if kind == "surrogate":
+        return os.fsdecode(b"report-\xff.csv")  # 'report-\udcff.csv': no UTF-8 for it
+    if kind == "deep":
+        value: list[object] = []
+        for _ in range(20_000):
+            value = [value]
+        return value
+    return datetime.datetime.now()
+
+
+@app.task(bind=True)
+def bad_progress(task: TaskContext) -> str:
+    try:
+        task.progress(1, 2, pathlib.Path("rows.csv"))  # type: ignore[arg-type]
+    except TypeError as exc:
+        return f"refused: {exc}"
+    return "accepted"

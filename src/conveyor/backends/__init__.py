@@ -1,10 +1,11 @@
 """Backends, one folder per technology, chosen by URL scheme.
 
 Each backend is a package exposing up to three factories, one per seam it serves:
-``broker(url, lease_seconds)``, ``results(url)`` and ``coordination(url)``. It is
+``open_broker(url, lease_seconds)``, ``open_results(url)`` and ``open_coordination(url)``. It is
 imported only when its scheme is used, so a missing driver is reported with the extra
-to install, not at ``import conveyor``. Adding a backend means adding its folder and
-one line below.
+to install, not at ``import conveyor``. Its `checker` module's ``check(url)`` raises
+ConfigurationError for a URL that can't work, without the driver: `App(...)` runs it.
+Adding a backend means adding its folder and one line below.
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ class Backend:
     schemes: tuple[str, ...]
     extra: str | None = None  # the pip extra that installs its driver
     roles: tuple[Role, ...] = ALL_ROLES
+    checker: str | None = None  # a module whose check(url) needs no driver
 
 
 BACKENDS = (
     Backend("conveyor.backends.memory", ("memory",)),
-    Backend("conveyor.backends.sqlite", ("sqlite",)),
+    Backend("conveyor.backends.sqlite", ("sqlite",), checker="conveyor.backends.sqlite.db"),
     Backend("conveyor.backends.redis", ("redis", "rediss", "redis+sentinel", "redis+cluster"),
-            extra="redis"),
+            extra="redis", checker="conveyor.backends.redis.url"),
     Backend("conveyor.contrib.django.store", ("django",), extra="django",
             roles=("results", "coordination")),
 )
@@ -62,6 +64,15 @@ def check_scheme(url: str, role: Role) -> Backend:
     )
 
 
+def check_url(url: str, role: Role) -> None:
+    """Raise ConfigurationError unless a backend serves `url` in `role` and the URL's
+    form is right (its database, port, options...); no driver is loaded, no connection
+    made."""
+    backend = check_scheme(url, role)
+    if backend.checker is not None:
+        importlib.import_module(backend.checker).check(url)
+
+
 def _load(url: str, role: Role) -> ModuleType:
     backend = check_scheme(url, role)
     try:
@@ -74,15 +85,15 @@ def _load(url: str, role: Role) -> ModuleType:
 
 def broker_from_url(url: str, lease_seconds: float = 30.0) -> Broker:
     """The broker for `url`, e.g. ``sqlite:///conveyor.db`` or ``memory://``."""
-    broker: Broker = _load(url, "broker").broker(url, lease_seconds)
+    broker: Broker = _load(url, "broker").open_broker(url, lease_seconds)
     return broker
 
 
 def results_from_url(url: str) -> ResultStore:
-    store: ResultStore = _load(url, "results").results(url)
+    store: ResultStore = _load(url, "results").open_results(url)
     return store
 
 
 def coordination_from_url(url: str) -> Coordination:
-    coordination: Coordination = _load(url, "coordination").coordination(url)
+    coordination: Coordination = _load(url, "coordination").open_coordination(url)
     return coordination

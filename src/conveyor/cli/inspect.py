@@ -16,6 +16,16 @@ from conveyor.message import UnreadableMessage, unseal
 from conveyor.records import State
 
 
+def echo(text: str) -> None:
+    """Print `text` with every control character but newline and tab escaped (``\\x1b``):
+    task ids, names, reasons and results come from the store, where anyone who can
+    publish can put a terminal escape sequence."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() or c in "\n\t" else
+                       c.encode("unicode_escape").decode() for c in text)
+    click.echo(text)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
@@ -36,11 +46,11 @@ def status(app: App) -> None:
     """Queues (ready, scheduled, running, dead), live workers and periodic tasks."""
     stats = app.broker.stats()
     rows = [(q, s.ready, s.scheduled, s.running, s.dead) for q, s in sorted(stats.items())]
-    click.echo(table(["QUEUE", "READY", "SCHEDULED", "RUNNING", "DEAD"], rows))
+    echo(table(["QUEUE", "READY", "SCHEDULED", "RUNNING", "DEAD"], rows))
     workers = app.broker.workers()
-    click.echo(f"\n{len(workers)} worker process(es) alive")
+    echo(f"\n{len(workers)} worker process(es) alive")
     if workers:
-        click.echo(table(
+        echo(table(
             ["WORKER", "QUEUES", "THREADS", "RUNNING", "PROCESSED", "STARTED"],
             [(w.id, ",".join(w.queues), w.concurrency, w.running, w.processed, ago(w.started))
              for w in workers],
@@ -49,8 +59,8 @@ def status(app: App) -> None:
         from conveyor.beat.scheduler import overview
 
         schedules, leader = overview(app, time.time())
-        click.echo(f"\n{len(schedules)} periodic task(s); {leader}")
-        click.echo(table(["SCHEDULE", "TASK", "WHEN", "NEXT RUN", "LAST RUN"], schedules))
+        echo(f"\n{len(schedules)} periodic task(s); {leader}")
+        echo(table(["SCHEDULE", "TASK", "WHEN", "NEXT RUN", "LAST RUN"], schedules))
 
 
 @click.command()
@@ -61,26 +71,26 @@ def result(app: App, task_id: str, as_json: bool) -> None:
     """State, progress, and the result or traceback of one task."""
     record = app.results.get(task_id)
     if as_json:
-        click.echo(msgspec.json.encode(record).decode() if record else "null")
+        echo(msgspec.json.encode(record).decode() if record else "null")
         return
     if record is None:
-        click.echo(f"{task_id}: PENDING (nothing recorded: queued, unknown, or expired)")
+        echo(f"{task_id}: PENDING (nothing recorded: queued, unknown, or expired)")
         return
-    click.echo(f"id:       {record.id}\ntask:     {record.task}\nstate:    {record.state.value}"
+    echo(f"id:       {record.id}\ntask:     {record.task}\nstate:    {record.state.value}"
                f"\nattempt:  {record.attempt}\nupdated:  {ago(record.updated)}")
     if record.progress:
         current, total, message = record.progress
         shown = f"{current:g}/{total:g}" if total else f"{current:g}"
-        click.echo(f"progress: {shown}{' ' + message if message else ''}")
+        echo(f"progress: {shown}{' ' + message if message else ''}")
     if record.retry_at:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.retry_at))
-        click.echo(f"retry at: {when}")
+        echo(f"retry at: {when}")
     if record.state is State.SUCCESS or record.state is State.REVOKED:
-        click.echo(f"result:   {json.dumps(record.result)}")
+        echo(f"result:   {json.dumps(record.result)}")
     if record.error:
-        click.echo(f"error:    {record.error.type}: {record.error.message}")
+        echo(f"error:    {record.error.type}: {record.error.message}")
         if record.error.traceback:
-            click.echo(record.error.traceback.rstrip())
+            echo(record.error.traceback.rstrip())
 
 
 @click.command()
@@ -94,7 +104,7 @@ def revoke(app: App, ids: tuple[str, ...]) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="ID") from exc
     for task_id in dict.fromkeys(ids):
-        click.echo(f"{task_id}: revoked" if task_id in revoked else
+        echo(f"{task_id}: revoked" if task_id in revoked else
                    f"{task_id}: not pending (running, finished or unknown), left alone")
     if len(revoked) < len(set(ids)):
         click.get_current_context().exit(1)
@@ -108,7 +118,7 @@ def purge(app: App, queue: str, force: bool) -> None:
     """Delete a queue's ready and scheduled tasks (running ones finish)."""
     if not force:
         click.confirm(f"Delete every waiting task of queue {queue!r}?", abort=True)
-    click.echo(f"purged {app.broker.purge(queue)} task(s) from {queue!r}")
+    echo(f"purged {app.broker.purge(queue)} task(s) from {queue!r}")
 
 
 @click.group()
@@ -125,7 +135,7 @@ def dead_list(app: App, queue: str | None, limit: int) -> None:
     """The newest dead letters, with the reason."""
     letters = app.broker.dead_letters(queue, limit)
     if not letters:
-        click.echo("no dead letters")
+        echo("no dead letters")
         return
     rows = []
     for letter in letters:
@@ -134,7 +144,7 @@ def dead_list(app: App, queue: str | None, limit: int) -> None:
         except UnreadableMessage:
             name = "(undecodable)"
         rows.append((letter.id, letter.queue, name, ago(letter.failed_at), letter.reason))
-    click.echo(table(["ID", "QUEUE", "TASK", "FAILED", "REASON"], rows))
+    echo(table(["ID", "QUEUE", "TASK", "FAILED", "REASON"], rows))
 
 
 @dead.command("retry")
@@ -144,7 +154,7 @@ def dead_list(app: App, queue: str | None, limit: int) -> None:
 def dead_retry(app: App, ids: tuple[str, ...], queue: str | None) -> None:
     """Run dead letters again (all, or those IDS), from attempt 1."""
     count = app.retry_dead(list(ids) if ids else None, queue)
-    click.echo(f"re-queued {count} task(s)")
+    echo(f"re-queued {count} task(s)")
 
 
 @dead.command("purge")
@@ -155,7 +165,7 @@ def dead_purge(app: App, queue: str | None, force: bool) -> None:
     """Delete dead letters for good."""
     if not force:
         click.confirm("Delete dead letters for good?", abort=True)
-    click.echo(f"deleted {app.broker.purge_dead(queue)} dead letter(s)")
+    echo(f"deleted {app.broker.purge_dead(queue)} dead letter(s)")
 
 
 COMMANDS = (status, result, revoke, purge, dead)

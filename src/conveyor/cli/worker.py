@@ -24,12 +24,14 @@ def check_store(app: App) -> None:
     pid = os.fork()
     if pid == 0:
         os.close(read)
-        code = 0
+        code = 1  # anything but a clean check fails it
         try:
             app.broker.stats()
+            code = 0
         except ConveyorError as exc:
             os.write(write, str(exc).encode())
-            code = 1
+        except BaseException as exc:  # noqa: BLE001 - said in one line, in the parent
+            os.write(write, f"the broker check failed: {type(exc).__name__}: {exc}".encode())
         finally:
             os._exit(code)
     os.close(write)

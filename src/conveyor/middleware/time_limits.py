@@ -12,6 +12,7 @@ task past it by replacing the process it runs in (`conveyor.worker.deadlines`).
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -23,6 +24,8 @@ from conveyor.middleware.base import Execution, Middleware, Outcome
 
 if TYPE_CHECKING:
     import asyncio
+
+logger = logging.getLogger("conveyor.middleware")
 
 
 @dataclass
@@ -111,13 +114,18 @@ class TimeLimits(Middleware):
     def _watch(self) -> None:
         while True:
             time.sleep(self.TICK)
-            now = time.monotonic()
-            with self._lock:
-                due = [w for w in self._watched.values() if not w.fired and w.deadline <= now]
-                for w in due:
-                    w.fired = True
+            try:
+                self._fire(time.monotonic())
+            except Exception:  # noqa: BLE001 - a limit that can't fire must not stop the rest
+                logger.exception("soft time limits: can't interrupt a task")
+
+    def _fire(self, now: float) -> None:
+        with self._lock:
+            due = [w for w in self._watched.values() if not w.fired and w.deadline <= now]
             for w in due:
-                if w.thread_id is not None:
-                    raise_in_thread(w.thread_id, TimeLimitExceeded)
-                elif w.task is not None and w.loop is not None:
-                    w.loop.call_soon_threadsafe(w.task.cancel)
+                w.fired = True
+        for w in due:
+            if w.thread_id is not None:
+                raise_in_thread(w.thread_id, TimeLimitExceeded)
+            elif w.task is not None and w.loop is not None:
+                w.loop.call_soon_threadsafe(w.task.cancel)

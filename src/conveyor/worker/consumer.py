@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from conveyor.broker import Delivery
@@ -25,6 +25,7 @@ from conveyor.lifecycle.followups import Followups, needed
 from conveyor.message import Envelope
 from conveyor.middleware.base import Outcome
 from conveyor.records import ResultRecord
+from conveyor.worker import threads as worker_threads
 from conveyor.worker.executor import Executor, Prepared
 from conveyor.worker.pools import Pools
 
@@ -40,12 +41,15 @@ FULL_POLL = 0.1  # how often progress reports are written at least, and flags lo
 
 class Consumer:
     def __init__(self, app: App, queues: Sequence[str], threads: int,
-                 prefetch: int | None = None) -> None:
+                 prefetch: int | None = None,
+                 on_thread_death: Callable[[str], None] | None = None) -> None:
         self.app = app
         self.queues = list(queues)
         self.prefetch = prefetch or max(2, 2 * threads)
+        self.on_thread_death = on_thread_death
+        self.dead_thread: str | None = None  # a thread of this consumer that died
         self.executor = Executor(app, self._post_record, self._ack_now)
-        self.pools = Pools(self.executor, threads)
+        self.pools = Pools(self.executor, threads, self.thread_died)
         self.in_flight: dict[tuple[str, int, str], Delivery] = {}
         self.processed = 0
         # The first task that failed for good (`run_until_idle(fail_fast=True)` raises it);
@@ -122,11 +126,18 @@ class Consumer:
 
     # -- the writer ------------------------------------------------------------------
 
+    def thread_died(self, name: str) -> None:
+        """A thread of this worker process died (see `threads.start`): stop taking work,
+        and let the worker decide how to go (`on_thread_death`)."""
+        self.dead_thread = name
+        self.stopping.set()
+        if self.on_thread_death is not None:
+            self.on_thread_death(name)
+
     def start_writer(self) -> None:
         self._writer_stop.clear()
-        self._writer = threading.Thread(target=self._write_loop, name="conveyor-writer",
-                                        daemon=True)
-        self._writer.start()
+        self._writer = worker_threads.start("conveyor-writer", self._write_loop,
+                                            self.thread_died)
 
     def stop_writer(self) -> None:
         self._writer_stop.set()
@@ -252,9 +263,13 @@ class Consumer:
         return handed_back
 
     def hand_back(self) -> int:
-        """Return every unfinished delivery to its queue, ready at once."""
+        """Return every unfinished delivery to its queue, ready at once. What finished is
+        written first; if that fails, it goes back too, to run again (at least once)."""
         with self._flush_lock:
-            self._flush()
+            try:
+                self._flush()
+            except Exception:  # noqa: BLE001 - handing back matters more; logged
+                logger.exception("can't write what finished: handing it back to run again")
             with self._lock:
                 pending, self.in_flight = list(self.in_flight.values()), {}
             for delivery in pending:

@@ -48,7 +48,25 @@ def _stored(progress: Progress | None
 def error_info(exc: BaseException, tb: str | None = None) -> ErrorInfo:
     if isinstance(exc, Retry) and exc.exc is not None:
         exc = exc.exc
-    return ErrorInfo(type(exc).__name__, str(exc), tb)
+    try:
+        said = str(exc)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ raises
+        said = f"<{type(exc).__name__} whose str() failed>"
+    return ErrorInfo(type(exc).__name__, text(said), text(tb) if tb else tb)
+
+
+def text(value: str) -> str:
+    """`value` as UTF-8 can carry it: lone surrogates (a file name decoded with
+    surrogateescape, say) become backslash escapes instead of failing the store."""
+    return value if value.isascii() else value.encode("utf-8", "backslashreplace").decode()
+
+
+def utc(timestamp: float) -> str:
+    """A Unix time as UTC text, or the number itself when it is no date at all."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
+    except (OverflowError, OSError, ValueError):
+        return f"{timestamp!r} (Unix time)"
 
 
 class Executor:
@@ -64,7 +82,15 @@ class Executor:
     # -- before running --------------------------------------------------------------
 
     def prepare(self, delivery: Delivery) -> Prepared | Completion:
-        """Check a delivery can run; if it can't, say what to do with it instead."""
+        """Check a delivery can run; if it can't, say what to do with it instead. Never
+        raises: whatever a message holds, the worker goes on with the next one."""
+        try:
+            return self._prepare(delivery)
+        except Exception as exc:  # noqa: BLE001 - a message must never stop the worker
+            return self._fail_unrun(delivery, delivery.id, "?", 1, type(exc).__name__,
+                                    f"the message can't be run: {text(str(exc))}")
+
+    def _prepare(self, delivery: Delivery) -> Prepared | Completion:
         try:
             message = unseal(delivery.body, self.keys)
         except UnreadableMessage as exc:
@@ -77,8 +103,7 @@ class Executor:
             return self._fail_unrun(delivery, message.id, message.task, message.attempt,
                                     "NotRegistered", str(error), message)
         if message.expires is not None and message.expires <= time.time():
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(message.expires))
-            reason = f"expired at {when} UTC before it could run"
+            reason = f"expired at {utc(message.expires)} before it could run"
             record = ResultRecord(id=message.id, state=State.REVOKED, task=message.task,
                                   result=reason, attempt=message.attempt, updated=time.time())
             return Completion(delivery, "ack", record, self._ttl(task), message=message)
@@ -186,12 +211,25 @@ class Executor:
     # -- after running ---------------------------------------------------------------
 
     def finish(self, prepared: Prepared, execution: Execution, outcome: Outcome) -> Completion:
+        """How the attempt ended, as a Completion. Never raises: if its end can't be
+        recorded (a middleware hook or the result broke), it fails with that error,
+        retried as the task's options say, so it never runs again and again unseen."""
         self.deadlines.forget(prepared)
         try:
             return self._finish(prepared, execution, outcome)
         except TimeLimitExceeded:
             # A soft limit fired just as the task ended: the task itself is done.
             return self._finish(prepared, execution, outcome)
+        except Exception as exc:  # noqa: BLE001 - what broke is this attempt's error now
+            failed = Outcome(error=exc, traceback=traceback.format_exc())
+        try:
+            return self._finish(prepared, execution, failed)
+        except Exception as exc:  # noqa: BLE001 - not even the failure: end it for good
+            message = prepared.message
+            return self._fail_unrun(prepared.delivery, message.id, message.task,
+                                    message.attempt, type(exc).__name__,
+                                    f"how the task ended can't be recorded: {text(str(exc))}",
+                                    message)
 
     def _finish(self, prepared: Prepared, execution: Execution, outcome: Outcome) -> Completion:
         message, task, delivery = prepared.message, prepared.task, prepared.delivery

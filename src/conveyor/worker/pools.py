@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from conveyor.lifecycle.completion import Completion
-from conveyor.worker.executor import Executor, Prepared
+from conveyor.records import ErrorInfo, ResultRecord, State
+from conveyor.worker import threads as worker_threads
+from conveyor.worker.executor import Executor, Prepared, text
 
 if TYPE_CHECKING:  # imported when the first async task arrives: asyncio costs MBs
     import asyncio
@@ -27,13 +30,13 @@ logger = logging.getLogger("conveyor.worker")
 
 
 class Pools:
-    def __init__(self, executor: Executor, threads: int) -> None:
+    def __init__(self, executor: Executor, threads: int,
+                 on_death: Callable[[str], None]) -> None:
         self.executor = executor
+        self.on_death = on_death
         self._work: queue.SimpleQueue[tuple[Prepared, Done] | None] = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._run, name=f"conveyor-task-{i}", daemon=True)
-            for i in range(threads)
-        ]
+        self._size = threads
+        self._threads: list[threading.Thread] = []
         self._accepting = True
         self._started = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -46,12 +49,14 @@ class Pools:
             future = asyncio.run_coroutine_threadsafe(
                 self.executor.run_async(prepared), self._event_loop()
             )
-            future.add_done_callback(lambda f: _deliver(f, prepared, done))
+            ttl = self.executor.default_ttl
+            future.add_done_callback(lambda f: _deliver(f, prepared, done, ttl))
             return
         if not self._started:
             self._started = True
-            for thread in self._threads:
-                thread.start()
+            self._threads = [worker_threads.start(f"conveyor-task-{i}", self._run,
+                                                       self.on_death)
+                             for i in range(self._size)]
         self._work.put((prepared, done))
 
     def _run(self) -> None:
@@ -62,10 +67,8 @@ class Pools:
                 continue
             try:
                 completion = self.executor.run_sync(prepared)
-            except Exception as exc:  # the executor itself broke: keep the message
-                logger.exception("executor failed on task %s", prepared.message.id)
-                completion = Completion(prepared.delivery, "retry", body=prepared.delivery.body,
-                                        reason=f"executor error: {exc!r}")
+            except Exception as exc:  # noqa: BLE001 - the executor itself broke
+                completion = broken(prepared, exc, self.executor.default_ttl)
             done(completion)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
@@ -73,9 +76,8 @@ class Pools:
             import asyncio
 
             loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="conveyor-asyncio",
-                                      daemon=True)
-            thread.start()
+            thread = worker_threads.start("conveyor-asyncio", loop.run_forever,
+                                          self.on_death)
             self._loop, self._loop_thread = loop, thread
         return self._loop
 
@@ -95,7 +97,7 @@ class Pools:
         """Stop the threads once they are free, and close the event loop (tasks still
         running are abandoned: the consumer has handed their messages back)."""
         self._accepting = False
-        for _ in self._threads:
+        for _ in range(self._size):
             self._work.put(None)
         loop, thread = self._loop, self._loop_thread
         if loop is not None and thread is not None:
@@ -106,13 +108,22 @@ class Pools:
             self._loop = self._loop_thread = None
 
 
-def _deliver(future: Future[Completion], prepared: Prepared, done: Done) -> None:
+def _deliver(future: Future[Completion], prepared: Prepared, done: Done, ttl: float) -> None:
     if future.cancelled():
         done(Completion(prepared.delivery, "retry", body=prepared.delivery.body))
         return
     error = future.exception()
-    if error is not None:  # the executor itself broke: keep the message, retry soon
-        done(Completion(prepared.delivery, "retry", body=prepared.delivery.body,
-                        reason=f"executor error: {error!r}"))
-        return
-    done(future.result())
+    done(future.result() if error is None else broken(prepared, error, ttl))
+
+
+def broken(prepared: Prepared, error: BaseException, ttl: float) -> Completion:
+    """The executor itself failed on a task (it never should): the task fails for good,
+    dead-lettered with the error, instead of running again and again."""
+    logger.error("the executor failed on task %s", prepared.message.id, exc_info=error)
+    message = prepared.message
+    reason = f"the worker failed on this task: {type(error).__name__}: {text(str(error))}"
+    record = ResultRecord(id=message.id, state=State.FAILURE, task=message.task,
+                          attempt=message.attempt, updated=time.time(),
+                          error=ErrorInfo("WorkerError", reason))
+    return Completion(prepared.delivery, "dead", record, ttl,
+                      reason=reason, message=message)

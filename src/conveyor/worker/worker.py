@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 
 from conveyor.broker import WorkerInfo
 from conveyor.errors import ConveyorError
+from conveyor.worker import threads as worker_threads
 from conveyor.worker.consumer import IDLE_WAIT, Consumer
 from conveyor.worker.deadlines import EXIT_HARD_LIMIT
+from conveyor.worker.threads import EXIT_THREAD_DIED
 
 if TYPE_CHECKING:
     from conveyor.app import App
@@ -43,7 +45,8 @@ class Worker:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.app = app
-        self.consumer = Consumer(app, queues, threads, prefetch)
+        self.consumer = Consumer(app, queues, threads, prefetch,
+                                 on_thread_death=self._thread_died)
         self.queues = tuple(queues)
         self.threads = threads
         self.max_tasks = max_tasks
@@ -54,6 +57,8 @@ class Worker:
         self.started = time.time()
         self._cold = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        self._reserving = Outage(f"worker {self.id}", "reserving")
+        self._beating = Outage(f"worker {self.id}", "heartbeat")
 
     def stop(self, cold: bool = False) -> None:
         """Ask the worker to stop (safe from a signal handler): warm finishes running tasks
@@ -64,14 +69,26 @@ class Worker:
 
     def run(self, burst: bool = False) -> None:
         """Work until stopped; with `burst`, until nothing is ready or running."""
-        self._heartbeat = threading.Thread(target=self._heartbeat_loop,
-                                           name="conveyor-heartbeat", daemon=True)
-        self._heartbeat.start()
+        self._heartbeat = worker_threads.start("conveyor-heartbeat", self._heartbeat_loop,
+                                               self.consumer.thread_died)
         self.consumer.start_writer()
         try:
             self._loop(burst)
         finally:
             self._shut_down()
+        if self.consumer.dead_thread is not None:
+            raise RuntimeError(f"worker thread {self.consumer.dead_thread} died (its error "
+                               "is in the log above): this worker stopped")
+
+    def _thread_died(self, name: str) -> None:
+        """Supervised, exit at once: nothing renews the leases of the tasks this process
+        holds any more, so other workers get them within one lease, and the supervisor
+        starts a fresh process. In-process (tests), stop cold; `run` then raises."""
+        if self.supervised:
+            self._deregister()
+            logging.shutdown()
+            os._exit(EXIT_THREAD_DIED)
+        self.stop(cold=True)
 
     def _loop(self, burst: bool) -> None:
         consumer = self.consumer
@@ -79,9 +96,10 @@ class Worker:
             try:
                 consumer.step(IDLE_WAIT if not burst else 0.0)
             except ConveyorError as exc:  # store unreachable: keep trying, don't die
-                logger.error("worker can't reach the store, retrying in 1 s: %s", exc)
+                self._reserving.lost(exc)
                 time.sleep(1.0)
                 continue
+            self._reserving.back()
             if burst and consumer.drained:
                 return
             if self.max_tasks is not None and consumer.processed >= self.max_tasks:
@@ -95,10 +113,14 @@ class Worker:
         self._cold.set()  # stops the heartbeat thread
         if self._heartbeat is not None and self._heartbeat is not threading.current_thread():
             self._heartbeat.join(timeout=5)
+        self._deregister()
+
+    def _deregister(self) -> None:
+        """Leave the list of live workers now (best effort: the entry expires anyway)."""
         try:
             self.app.broker.forget_worker(self.id)
-        except ConveyorError:
-            pass
+        except Exception:  # noqa: BLE001 - on the way out, whatever the store says
+            logger.debug("can't deregister worker %s", self.id, exc_info=True)
 
     # -- heartbeat thread -----------------------------------------------------------
 
@@ -115,8 +137,9 @@ class Worker:
                 if now >= next_report:
                     self.app.broker.heartbeat(self._info(), WORKER_TTL)
                     next_report = now + WORKER_TTL / 3
+                self._beating.back()
             except ConveyorError as exc:
-                logger.error("heartbeat failed, retrying: %s", exc)
+                self._beating.lost(exc)
             if self.supervised and os.getppid() != self.parent_pid:
                 logger.error("the supervisor died: handing tasks back and exiting")
                 self.stop(cold=True)
@@ -140,4 +163,35 @@ class Worker:
                          "result is recorded and it is otherwise ignored")
             return
         self.consumer.abandon()
+        self._deregister()
+        logging.shutdown()
         os._exit(EXIT_HARD_LIMIT)
+
+
+class Outage:
+    """Logs that the store can't be reached once when it happens and once when it is
+    back, however many calls fail in between (the heartbeat tries ten times a second).
+    One per loop (reserving, heartbeat): each says what it couldn't do."""
+
+    def __init__(self, who: str, what: str) -> None:
+        self.who = who
+        self.what = what
+        self.since: float | None = None
+        self._lock = threading.Lock()
+
+    def lost(self, exc: ConveyorError) -> None:
+        with self._lock:
+            if self.since is not None:
+                return
+            self.since = time.monotonic()
+        logger.error("%s lost the store (%s), retrying until it is back: %s", self.who,
+                     self.what, exc)
+
+    def back(self) -> None:
+        if self.since is None:  # the common case: no lock
+            return
+        with self._lock:
+            since, self.since = self.since, None
+        if since is not None:
+            logger.warning("%s reached the store again (%s) after %.1f s", self.who,
+                           self.what, time.monotonic() - since)

@@ -9,17 +9,17 @@ from conveyor.backends.memory.broker import MemoryBroker
 from conveyor.backends.memory.coordination import MemoryCoordination
 from conveyor.backends.memory.results import MemoryResultStore
 
-__all__ = ["MemoryBroker", "MemoryCoordination", "MemoryResultStore", "broker",
-           "coordination", "results"]
+__all__ = ["MemoryBroker", "MemoryCoordination", "MemoryResultStore", "open_broker",
+           "open_coordination", "open_results"]
 
 
-def broker(url: str, lease_seconds: float) -> MemoryBroker:
+def open_broker(url: str, lease_seconds: float) -> MemoryBroker:
     return MemoryBroker(url, lease_seconds)
 
 
-def results(url: str) -> MemoryResultStore:
+def open_results(url: str) -> MemoryResultStore:
     return MemoryResultStore(url)
 
 
-def coordination(url: str) -> MemoryCoordination:
+def open_coordination(url: str) -> MemoryCoordination:
     return MemoryCoordination(url)

@@ -210,7 +210,9 @@ class MemoryBroker:
 
     def heartbeat(self, worker: WorkerInfo, ttl: float) -> None:
         with self._cond:
-            self._workers[worker.id] = (self._clock() + ttl, worker)
+            now = self._clock()
+            self._workers = {i: w for i, w in self._workers.items() if w[0] > now}
+            self._workers[worker.id] = (now + ttl, worker)
 
     def workers(self) -> list[WorkerInfo]:
         with self._cond:

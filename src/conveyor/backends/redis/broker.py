@@ -24,13 +24,12 @@ from typing import Any, TypeVar
 import msgspec
 
 from conveyor.backends.redis.client import (
-    RedisTarget,
     call,
     confirm_replicated,
     connect,
-    parse_url,
     script,
 )
+from conveyor.backends.redis.url import RedisTarget, parse_url
 from conveyor.backends.waiting import reserve_loop
 from conveyor.broker import DeadLetter, Delivery, QueueStats, Revoked, WorkerInfo
 from conveyor.errors import BrokerUnavailable
@@ -42,7 +41,14 @@ CLUSTER_POLL = 0.1  # Redis Cluster can't BLPOP keys of several slots: poll each
 
 
 def _as_text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def task_id_of(ref: bytes | str) -> str:
+    """The task id in a ref `seq|priority|id`; a malformed ref (reserve.lua dead-letters
+    it) stands for itself."""
+    parts = _as_text(ref).split("|", 2)
+    return parts[2] if len(parts) == 3 else _as_text(ref)
 
 
 class RedisBroker:
@@ -131,7 +137,8 @@ class RedisBroker:
                 break
             keys: list[str] = []
             for queue in group:
-                keys += self._keys(queue, "ready", "scheduled", "leased", "body", "deliveries")
+                keys += self._keys(queue, "ready", "scheduled", "leased", "body", "deliveries",
+                                   "dead", "reason")
             reply = self._scripts["reserve"](keys=keys, args=[want, self.lease_seconds])
             if reply and int(reply[0]) == -1:
                 due = _as_text(reply[1])
@@ -139,13 +146,18 @@ class RedisBroker:
                     next_due = float(due)
                 continue
             for i in range(0, len(reply), 4):
-                ref = _as_text(reply[i + 1])
-                seq, priority, task_id = ref.split("|", 2)
-                fence = _as_text(reply[i + 3])
-                deliveries.append(Delivery(id=task_id, queue=group[int(reply[i])],
-                                           priority=int(priority), body=reply[i + 2],
-                                           receipt=ref, deliveries=int(fence.split(":")[0]),
-                                           fence=fence))
+                queue, raw, fence = group[int(reply[i])], reply[i + 1], _as_text(reply[i + 3])
+                try:
+                    ref = raw.decode() if isinstance(raw, bytes) else raw
+                except UnicodeDecodeError:  # written by something else: it can't be acked
+                    self._scripts["dead_letter"](
+                        keys=self._keys(queue, "leased", "deliveries", "dead", "reason"),
+                        args=[raw, fence, "malformed queue entry: its reference is not UTF-8"])
+                    continue
+                _, priority, task_id = ref.split("|", 2)  # reserve.lua checked the form
+                deliveries.append(Delivery(id=task_id, queue=queue, priority=int(priority),
+                                           body=reply[i + 2], receipt=ref,
+                                           deliveries=int(fence.split(":")[0]), fence=fence))
         return deliveries, next_due
 
     def _block(self, queues: Sequence[str], timeout: float) -> None:
@@ -226,7 +238,7 @@ class RedisBroker:
             for queue in group:
                 keys += self._keys(queue, "ready", "scheduled", "body", "deliveries")
             reply = self._call(partial(self._scripts["revoke"], keys=keys, args=wanted))
-            removed += [Revoked(id=_as_text(reply[i + 1]).split("|", 2)[2],
+            removed += [Revoked(id=task_id_of(reply[i + 1]),
                                 queue=group[int(reply[i])], body=reply[i + 2])
                         for i in range(0, len(reply), 3)]
         return removed
@@ -269,7 +281,7 @@ class RedisBroker:
         reasons = self.client.hmget(self._key(queue, "reason"), names)
         bodies = self.client.hmget(self._key(queue, "body"), names)
         return [
-            DeadLetter(id=_as_text(ref).split("|", 2)[2], queue=queue,
+            DeadLetter(id=task_id_of(ref), queue=queue,
                        reason=_as_text(reason or b""), failed_at=float(score), body=body or b"")
             for (ref, score), reason, body in zip(refs, reasons, bodies, strict=True)
         ]
@@ -286,12 +298,21 @@ class RedisBroker:
         return total
 
     def heartbeat(self, worker: WorkerInfo, ttl: float) -> None:
+        """Record `worker`, and drop the entries of workers whose heartbeat expired (a
+        SIGKILLed process never says goodbye)."""
+        workers, info = f"{self.namespace}:workers", f"{self.namespace}:worker-info"
+
         def send() -> None:
+            now = time.time()
             pipe = self.client.pipeline(transaction=False)
-            pipe.zadd(f"{self.namespace}:workers", {worker.id: time.time() + ttl})
-            pipe.hset(f"{self.namespace}:worker-info", worker.id, msgspec.json.encode(worker))
-            pipe.zremrangebyscore(f"{self.namespace}:workers", "-inf", time.time() - 3600)
-            pipe.execute()
+            pipe.zadd(workers, {worker.id: now + ttl})
+            pipe.hset(info, worker.id, msgspec.json.encode(worker))
+            pipe.zrangebyscore(workers, "-inf", now)
+            gone = pipe.execute()[-1]
+            if gone:
+                pipe.hdel(info, *gone)
+                pipe.zrem(workers, *gone)
+                pipe.execute()
 
         self._call(send)
 

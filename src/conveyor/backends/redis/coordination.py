@@ -21,9 +21,9 @@ from conveyor.backends.redis.client import (
     connect,
     mget,
     milliseconds,
-    parse_url,
     script,
 )
+from conveyor.backends.redis.url import parse_url
 
 T = TypeVar("T")
 

@@ -18,9 +18,9 @@ from conveyor.backends.redis.client import (
     connect,
     mget,
     milliseconds,
-    parse_url,
     script,
 )
+from conveyor.backends.redis.url import parse_url
 from conveyor.backends.waiting import wait_until_final
 from conveyor.records import ResultRecord
 

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 from conveyor.backends.sqlite.broker import SQLiteBroker
 from conveyor.backends.sqlite.coordination import SQLiteCoordination
+from conveyor.backends.sqlite.db import check
 from conveyor.backends.sqlite.results import SQLiteResultStore
 
-__all__ = ["SQLiteBroker", "SQLiteCoordination", "SQLiteResultStore", "broker",
-           "coordination", "results"]
+__all__ = ["SQLiteBroker", "SQLiteCoordination", "SQLiteResultStore", "check", "open_broker",
+           "open_coordination", "open_results"]
 
 
-def broker(url: str, lease_seconds: float) -> SQLiteBroker:
+def open_broker(url: str, lease_seconds: float) -> SQLiteBroker:
     return SQLiteBroker(url, lease_seconds)
 
 
-def results(url: str) -> SQLiteResultStore:
+def open_results(url: str) -> SQLiteResultStore:
     return SQLiteResultStore(url)
 
 
-def coordination(url: str) -> SQLiteCoordination:
+def open_coordination(url: str) -> SQLiteCoordination:
     return SQLiteCoordination(url)

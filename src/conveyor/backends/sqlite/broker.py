@@ -142,7 +142,7 @@ class SQLiteBroker:
                 ).fetchall()
             if not candidates:
                 return []
-            chosen = sorted(candidates, key=lambda c: (-c[0], c[1]))[:n]
+            chosen = sorted(candidates, key=lambda c: (-_priority(c[0]), c[1]))[:n]
             marks = ",".join("?" * len(chosen))
             rows = conn.execute(
                 f"UPDATE conveyor_messages SET state = 1, due = ?, deliveries = deliveries + 1"
@@ -150,12 +150,15 @@ class SQLiteBroker:
                 " RETURNING seq, id, queue, priority, body, deliveries",
                 [now + self.lease_seconds, *(seq for _, seq in chosen)],
             ).fetchall()
-        rows.sort(key=lambda r: (-r[3], r[0]))
-        return [
-            Delivery(id=r[1], queue=r[2], priority=r[3], body=r[4], receipt=str(r[0]),
-                     deliveries=r[5])
+        deliveries = [
+            # A row written by something else may hold other types: they are handed out
+            # as what they mean (the executor dead-letters a body that isn't a message).
+            Delivery(id=str(r[1]), queue=r[2], priority=_priority(r[3]), body=_bytes(r[4]),
+                     receipt=str(r[0]), deliveries=r[5])
             for r in rows
         ]
+        deliveries.sort(key=lambda d: (-d.priority, int(d.receipt)))
+        return deliveries
 
     def extend(self, deliveries: Sequence[Delivery]) -> None:
         until = self._clock() + self.lease_seconds
@@ -276,7 +279,8 @@ class SQLiteBroker:
         sql += " ORDER BY seq DESC LIMIT ?"
         params.append(limit)
         rows = self._db.run(lambda: self._db.connection().execute(sql, params).fetchall())
-        return [DeadLetter(*row) for row in rows]
+        return [DeadLetter(str(i), q, str(reason), at, _bytes(body))
+                for i, q, reason, at, body in rows]
 
     def purge_dead(self, queue: str | None = None, ids: Sequence[str] | None = None) -> int:
         sql, params = "DELETE FROM conveyor_dead WHERE 1=1", []
@@ -293,10 +297,18 @@ class SQLiteBroker:
         return self._db.run(delete)
 
     def heartbeat(self, worker: WorkerInfo, ttl: float) -> None:
-        self._write_many(
-            "INSERT OR REPLACE INTO conveyor_workers VALUES (?, ?, ?)",
-            [(worker.id, self._clock() + ttl, msgspec.json.encode(worker))],
-        )
+        """Record `worker`, and delete the rows of workers whose heartbeat expired (a
+        SIGKILLed process never says goodbye)."""
+        info = msgspec.json.encode(worker)
+
+        def write() -> None:
+            with self._worker_db.write() as conn:
+                now = self._clock()
+                conn.execute("INSERT OR REPLACE INTO conveyor_workers VALUES (?, ?, ?)",
+                             (worker.id, now + ttl, info))
+                conn.execute("DELETE FROM conveyor_workers WHERE expires <= ?", (now,))
+
+        self._worker_db.run(write)
 
     def workers(self) -> list[WorkerInfo]:
         rows = self._db.run(
@@ -312,3 +324,13 @@ class SQLiteBroker:
     def close(self) -> None:
         self._db.close()
         self._worker_db.close()
+
+
+def _bytes(body: object) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    return str(body).encode("utf-8", "surrogateescape")
+
+
+def _priority(priority: object) -> int:
+    return priority if isinstance(priority, int) and 0 <= priority <= 9 else 0

@@ -63,6 +63,11 @@ def path_from_url(url: str) -> tuple[str, dict[str, str]]:
     return os.path.abspath(path), options
 
 
+def check(url: str) -> None:
+    """Raise ConfigurationError for a SQLite URL that can't work."""
+    path_from_url(url)
+
+
 class Database:
     """Per-thread, fork-aware connections to one SQLite file, with a schema applied once."""
 
@@ -97,6 +102,7 @@ class Database:
         # wait for: processes opening it at the same moment get "database is locked"
         # at once, so that one error is retried for a while.
         deadline = time.monotonic() + 60.0
+        self._create_private()
         while True:
             conn = None
             try:
@@ -122,6 +128,17 @@ class Database:
         with self._lock:
             self._all.append(conn)
         return conn
+
+    def _create_private(self) -> None:
+        """Create the file readable by its owner only (0600): it holds task arguments and
+        results. SQLite gives the -wal and -shm files the same mode. An existing file
+        keeps the mode it has."""
+        try:
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise BrokerUnavailable(
+                f"can't create the SQLite store {self.url!r} (file {self.path}): {exc}; "
+                "check that the directory exists and is writable") from exc
 
     def _apply_schema(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")

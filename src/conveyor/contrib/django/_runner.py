@@ -150,10 +150,15 @@ class Run:
 
     @staticmethod
     def normalize(value: Any) -> Any:
-        """The return value as JSON types, or TypeError (as Django's own backends)."""
+        """The return value as JSON types, or TypeError (as Django's own backends), and as
+        JSON brings it back: a StrEnum member is its string, as Django's database
+        backend returns it (Conveyor refuses values JSON would change; Django's contract
+        is to change them)."""
+        import json
+
         from django.utils.json import normalize_json
 
-        return normalize_json(value)
+        return json.loads(json.dumps(normalize_json(value)))
 
     def failed(self, exc: BaseException) -> BaseException:
         """Record the error with this attempt; return what the runner raises: a `Retry`

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
-from conveyor.app import App, check_schemes
+from conveyor.app import App, check_urls
 from conveyor.config import Settings, resolve_settings
 from conveyor.contrib.django import config
 from conveyor.contrib.django.connections import CloseOldConnections
@@ -61,7 +61,7 @@ class DjangoApp(App):
         if found.beat_schedule and self._settings is None:  # the first read only
             for entry in from_config(found.beat_schedule):
                 self.add_schedule(entry)
-        return check_schemes(settings)
+        return check_urls(settings)
 
     def publish(self, messages: Sequence[Message], param_names: Sequence[str] = ()) -> None:
         """As `App.publish`; with ``ENQUEUE_ON_COMMIT`` inside a transaction, the

@@ -6,12 +6,12 @@ from __future__ import annotations
 from conveyor.contrib.django.coordination import DjangoCoordination
 from conveyor.contrib.django.results import DjangoResultStore
 
-__all__ = ["DjangoCoordination", "DjangoResultStore", "coordination", "results"]
+__all__ = ["DjangoCoordination", "DjangoResultStore", "open_coordination", "open_results"]
 
 
-def results(url: str) -> DjangoResultStore:
+def open_results(url: str) -> DjangoResultStore:
     return DjangoResultStore(url)
 
 
-def coordination(url: str) -> DjangoCoordination:
+def open_coordination(url: str) -> DjangoCoordination:
     return DjangoCoordination(url)
