@@ -141,26 +141,32 @@ def encode(message: Message, limit: int, param_names: Sequence[str] = ()) -> byt
 def check_arguments(message: Message, param_names: Sequence[str] = ()) -> None:
     """Raise SerializationError naming the first argument (of the call, or of a workflow
     step it carries) that is not plain data."""
-    calls: list[tuple[str, Sequence[Any], Mapping[str, Any], Sequence[str]]] = [
-        (message.task, message.args, message.kwargs, param_names)]
+    _check_call(message.task, message.args, message.kwargs, param_names)
     nodes: list[Call | Chord] = [*message.then, *message.link_error]
     if message.chord is not None:
         nodes.append(message.chord.callback)
-    while nodes:
+    while nodes:  # workflows only: a plain delay() has none
         node = nodes.pop()
         if isinstance(node, Chord):
             nodes += [*node.members, node.callback]
             continue
-        calls.append((f"{node.task} (a later step)", node.args, node.kwargs, ()))
+        _check_call(f"{node.task} (a later step)", node.args, node.kwargs, ())
         nodes += [*node.then, *node.link_error]
-    for task, args, kwargs, names in calls:
-        for label, value in _labelled_arguments(args, kwargs, names):
-            found = problem(value)
-            if found is not None:
-                raise SerializationError(
-                    f"task {task!r}: argument {label} can't be sent as JSON: {found}; pass "
-                    "plain data (str, int, float, bool, None, lists, dicts with str keys) "
-                    "or an id the task can look up")
+
+
+def _check_call(task: str, args: Sequence[Any], kwargs: Mapping[str, Any],
+                param_names: Sequence[str]) -> None:
+    if problem(args) is None and problem(kwargs) is None:  # the common case, quickly
+        return
+    for label, value in _labelled_arguments(args, kwargs, param_names):
+        found = problem(value)
+        if found is not None:
+            raise SerializationError(
+                f"task {task!r}: argument {label} can't be sent as JSON: {found}; pass "
+                "plain data (str, int, float, bool, None, lists, dicts with str keys) or "
+                "an id the task can look up")
+    raise SerializationError(f"task {task!r}: its arguments can't be sent as JSON: "
+                             f"{problem(args) or problem(kwargs)}")
 
 
 def decode(body: bytes) -> Message:

@@ -218,8 +218,9 @@ class Task(Generic[P, R]):
             task=self.name,
             args=list(args),
             kwargs=kwargs,
-            queue=check_queue(queue if queue is not None else self.options.queue),
-            priority=check_priority(priority if priority is not None else self.options.priority),
+            # the task's own queue and priority were checked when it was declared
+            queue=self.options.queue if queue is None else check_queue(queue),
+            priority=self.options.priority if priority is None else check_priority(priority),
             eta=run_at,
             expires=to_timestamp(expires, "expires", relative=True),
             created=created,
