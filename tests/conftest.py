@@ -29,7 +29,9 @@ pytest_plugins = ["tests.redis_servers"]
 ROOT = Path(__file__).resolve().parent.parent
 TASKS_MODULE = Path(__file__).resolve().parent / "worker" / "e2e_tasks.py"
 BROKERS = ["memory", "sqlite", "redis", "redis-tls", "redis-cluster", "redis-sentinel"]
+BROKER_KINDS = [*BROKERS, "amqp"]  # RabbitMQ is a broker only: no results, no coordination
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
 
 
 def redis_namespace_url() -> str:
@@ -115,7 +117,28 @@ def clock(request: pytest.FixtureRequest) -> Clock:
     return Clock(kind)
 
 
-@pytest.fixture(params=BROKERS)
+@pytest.fixture(scope="session")
+def amqp_vhost() -> Iterator[str]:
+    """A RabbitMQ vhost of this test run's own, deleted after it (guest has its rights)."""
+    require_service(AMQP_HOST, AMQP_PORT, "RabbitMQ")
+    vhost = f"conveyor-test-{uuid.uuid4().hex[:10]}"
+    for args in (["add_vhost", vhost], ["set_permissions", "-p", vhost, "guest", ".*", ".*",
+                                       ".*"]):
+        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True,
+                       timeout=120)
+    yield vhost
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True,
+                   timeout=120)
+
+
+def amqp_url_for(request: pytest.FixtureRequest) -> str:
+    """The run's vhost, with a namespace no other test uses."""
+    vhost = request.getfixturevalue("amqp_vhost")
+    return (f"amqp://guest:guest@{AMQP_HOST}:{AMQP_PORT}/{vhost}"
+            f"?namespace=t-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(params=BROKER_KINDS)
 def make_broker(request: pytest.FixtureRequest, tmp_path: Path,
                 clock: Clock) -> Iterator[Callable[..., Broker]]:
     """A factory of brokers of one kind sharing one store: `make_broker(lease_seconds=1)`."""
@@ -123,6 +146,7 @@ def make_broker(request: pytest.FixtureRequest, tmp_path: Path,
     kind: str = request.param
     memory: list[MemoryBroker] = []
     redis_url = redis_url_for(request, kind)
+    amqp_url = amqp_url_for(request) if kind == "amqp" else ""
 
     def make(lease_seconds: float = 30.0) -> Broker:
         broker: Broker
@@ -136,6 +160,10 @@ def make_broker(request: pytest.FixtureRequest, tmp_path: Path,
             from conveyor.backends.redis import RedisBroker
 
             broker = RedisBroker(redis_url, lease_seconds)
+        elif kind == "amqp":
+            from conveyor.backends.amqp.broker import AmqpBroker
+
+            broker = AmqpBroker(amqp_url, lease_seconds)
         else:
             broker = SQLiteBroker(f"sqlite:///{tmp_path / 'broker.db'}", lease_seconds,
                                   clock=clock.time)
@@ -254,11 +282,15 @@ class WorkerProcess(ConveyorProcess):
 def project(request: pytest.FixtureRequest, tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A directory holding the e2e task module, importable here too, with the broker
-    (SQLite in that directory, or a fresh Redis namespace) in $CONVEYOR_BROKER_URL."""
+    (SQLite in that directory, a fresh Redis namespace, or a fresh RabbitMQ namespace
+    with results in SQLite) in $CONVEYOR_BROKER_URL."""
     (tmp_path / "e2e_tasks.py").write_text(TASKS_MODULE.read_text())
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     url = redis_url_for(request, request.param) or f"sqlite:///{tmp_path / 'conveyor.db'}"
+    if request.param == "amqp":
+        url = amqp_url_for(request)
+        monkeypatch.setenv("CONVEYOR_RESULTS_URL", f"sqlite:///{tmp_path / 'results.db'}")
     monkeypatch.setenv("CONVEYOR_BROKER_URL", url)
     sys.modules.pop("e2e_tasks", None)
     yield tmp_path

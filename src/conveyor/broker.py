@@ -84,6 +84,9 @@ class WorkerInfo(msgspec.Struct, frozen=True):
     seen: float
     processed: int = 0
     running: int = 0
+    # What it runs, per queue: brokers that can't count running messages themselves
+    # (RabbitMQ) add these up for `stats()`.
+    running_by_queue: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class Broker(Protocol):

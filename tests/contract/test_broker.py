@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from contextlib import closing
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,6 +49,14 @@ def envelope(
     if body is None:
         body = f"body of {message_id}".encode()
     return Envelope(id=message_id, queue=queue, priority=priority, eta=eta, body=body)
+
+
+def sees_others_running(make_broker: MakeBroker) -> bool:
+    """Whether `stats()` counts messages another consumer holds. RabbitMQ can't count
+    another connection's unacknowledged messages without its management plugin: there
+    `running` is what this process holds plus what live workers say in their heartbeats
+    (docs/rabbitmq.md)."""
+    return make_broker.kind != "amqp"  # type: ignore[attr-defined]
 
 
 def reserve_one(broker: Broker, queues: Sequence[str] = ("default",),
@@ -248,10 +257,12 @@ def test_message_with_an_eta_in_the_past_is_ready_at_once(broker: Broker, clock:
 
 
 def test_delayed_message_counts_as_scheduled_until_due(broker: Broker, clock: Clock) -> None:
-    broker.publish([envelope("later", eta=clock.time() + 0.5)])
+    # 1.5 s: the first publish to a queue RabbitMQ has never seen creates its queues,
+    # which takes it up to 0.3 s of the delay
+    broker.publish([envelope("later", eta=clock.time() + 1.5)])
 
     before = counts(broker, "later")
-    clock.advance(0.65)
+    clock.advance(1.65)
     after = counts(broker, "later")
 
     assert before[:2] == (0, 1)
@@ -271,7 +282,8 @@ def test_reserved_message_is_not_handed_out_again_while_its_lease_holds(
     again = second.reserve(["default"], 10, 0.3)
 
     assert again == []
-    assert counts(second)[:3] == (0, 0, 1)
+    assert counts(second)[:3] == (0, 0, 1 if sees_others_running(make_broker) else 0)
+    assert counts(first)[:3] == (0, 0, 1)
 
 
 def test_message_is_handed_out_again_after_its_lease_expires(
@@ -317,7 +329,7 @@ def test_extend_keeps_a_message_past_its_original_lease(
     stolen = other.reserve(["default"], 1, 0.1)
 
     assert stolen == []
-    assert counts(other)[2] == 1
+    assert counts(other if sees_others_running(make_broker) else holder)[2] == 1
     clock.advance(0.3 + CLOCK_SLACK)  # the renewed lease runs out in its turn
     later = reserve_one(other)
     assert later.id == delivery.id and later.deliveries == 2
@@ -574,7 +586,7 @@ def test_revoke_leaves_a_reserved_message_to_its_worker(make_broker: MakeBroker)
     revoked = admin.revoke([running.id])
 
     assert revoked == []
-    assert counts(admin)[:3] == (0, 0, 1)
+    assert counts(admin if sees_others_running(make_broker) else worker)[:3] == (0, 0, 1)
     worker.ack([running])
     assert counts(admin)[:3] == (0, 0, 0)
 
@@ -724,6 +736,15 @@ def stored_workers(broker: Broker, kind: str) -> int:
     if kind == "sqlite":
         with closing(sqlite3.connect(broker._db.path)) as conn:  # type: ignore[attr-defined]
             return int(conn.execute("SELECT count(*) FROM conveyor_workers").fetchone()[0])
+    if kind == "amqp":
+        from conveyor.backends.amqp.topology import count
+
+        names = broker.names  # type: ignore[attr-defined]
+
+        async def workers_queue(session: Any) -> int:
+            return await count(await session.channel("admin"), names.workers)
+
+        return int(broker.client.run(workers_queue))  # type: ignore[attr-defined]
     client, ns = broker.client, broker.namespace  # type: ignore[attr-defined]
     return max(int(client.zcard(f"{ns}:workers")), int(client.hlen(f"{ns}:worker-info")))
 

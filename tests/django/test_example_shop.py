@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import drop_namespace, redis_namespace_url
+from tests.conftest import amqp_url_for, drop_namespace, redis_namespace_url
 from tests.django.shop_helpers import ManageProcess, Shop, page_text
 
 # The example uses Django 6's own tasks framework (Django 6 needs Python 3.12+).
@@ -256,13 +256,14 @@ def test_the_nightly_clean_up_is_scheduled_and_deletes_old_exports(
     assert shop.get(f"{recent}/download").status == 200
 
 
-# -- on Redis ---------------------------------------------------------------------------
+# -- on Redis and RabbitMQ ----------------------------------------------------------------
 
 
-@pytest.fixture
-def redis_shop(tmp_path: Path) -> Iterator[Shop]:
-    """The example on Redis: one environment variable, CONVEYOR_BROKER_URL."""
-    url = redis_namespace_url()
+@pytest.fixture(params=["redis", "amqp"])
+def server_shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shop]:
+    """The example on Redis, then RabbitMQ: one environment variable, CONVEYOR_BROKER_URL
+    (on RabbitMQ, which keeps no results, the example keeps them in a SQLite file)."""
+    url = redis_namespace_url() if request.param == "redis" else amqp_url_for(request)
     made = Shop(tmp_path, broker_url=url)
     try:
         made.manage("migrate", "--verbosity", "0")
@@ -270,22 +271,24 @@ def redis_shop(tmp_path: Path) -> Iterator[Shop]:
         yield made
     finally:
         made.close()
-        drop_namespace(url)
+        if request.param == "redis":
+            drop_namespace(url)
 
 
-def test_on_redis_orders_exports_and_django_tasks_run_too(redis_shop: Shop) -> None:
-    shop = redis_shop
+def test_on_a_server_broker_orders_exports_and_django_tasks_run_too(server_shop: Shop) -> None:
+    shop = server_shop
     worker = shop.start_worker()
-    order = place_order(shop, "redis@example.com", "mug", 2)
+    order = place_order(shop, "server@example.com", "mug", 2)
 
     shop.wait_for(f"/orders/{order}", "Confirmed: the e-mail was sent")
     export = wait_for_export(shop, start_export(shop))[-1]
     summary = summary_page(shop)
 
-    assert "conveyor worker for shop: redis://127.0.0.1:6379/0" in worker.output()
+    scheme = shop.env["CONVEYOR_BROKER_URL"].split("://")[0]
+    assert f"conveyor worker for shop: {scheme}://" in worker.output()
     assert not (shop.data_dir / "conveyor.db").exists()
-    assert outbox_message(shop, f"Your order #{order} is confirmed")["To"] == "redis@example.com"
+    assert outbox_message(shop, f"Your order #{order} is confirmed")["To"] == "server@example.com"
     assert export["state"] == "SUCCESS", export
     assert download_rows(shop, export["download_url"])[1][:4] == [
-        str(order), "redis@example.com", "mug", "2"]
+        str(order), "server@example.com", "mug", "2"]
     assert "1 order in all." in summary

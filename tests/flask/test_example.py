@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.conftest import drop_namespace, redis_namespace_url
+from tests.conftest import amqp_url_for, drop_namespace, redis_namespace_url
 from tests.flask.conftest import FlaskProcess
 from tests.flask.example_helpers import Example, contacts_csv, job_id, wait_for_job
 
@@ -101,16 +101,18 @@ def test_the_email_form_rejects_a_bad_address(example: Example, address: str,
 # -- CSV import ------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "amqp"])
 def any_broker_example(request: pytest.FixtureRequest, tmp_path: Path,
                        monkeypatch: pytest.MonkeyPatch,
                        start_flask: Callable[..., FlaskProcess]) -> Iterator[Example]:
-    """The example on SQLite, then on Redis: one setting, FLASK_CONVEYOR_BROKER_URL."""
-    url = redis_namespace_url() if request.param == "redis" else None
+    """The example on SQLite, then on Redis, then on RabbitMQ: one setting,
+    FLASK_CONVEYOR_BROKER_URL."""
+    url = {"redis": redis_namespace_url, "amqp": lambda: amqp_url_for(request)}.get(
+        request.param, lambda: None)()
     made = Example(tmp_path, monkeypatch, start_flask, row_delay=0.03, broker_url=url)
     yield made
     made.close()
-    if url is not None:
+    if request.param == "redis":
         drop_namespace(url)
 
 

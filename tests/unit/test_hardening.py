@@ -99,11 +99,33 @@ def test_a_sqlite_store_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     ("redis+sentinel://127.0.0.1:26379/mymaster/x", "names no master"),
     ("redis+cluster://127.0.0.1:7000/3", "a cluster has one database"),
     ("sqlite:///x.db?sync=full", "unknown option"),
-    ("amqp://127.0.0.1", "unknown broker URL scheme amqp://"),
+    ("nats://127.0.0.1", "unknown broker URL scheme nats://"),
+    ("amqp://guest:guest@127.0.0.1/", "a amqp:// broker keeps no results: give the App a "
+                                       "result store, results="),
 ])
 def test_a_bad_url_is_refused_when_the_app_is_made(url: str, says: str) -> None:
     with pytest.raises(ConfigurationError, match=says):
         App("bad", broker=url)
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("amqp://127.0.0.1/?queue_tpye=quorum", "unknown option 'queue_tpye'; did you mean "
+                                             "'queue_type'"),
+    ("amqp://127.0.0.1/?queue_type=stream", "queue_type must be one of classic, quorum"),
+    ("amqp://127.0.0.1:notaport/", "bad port"),
+    ("amqps://127.0.0.1/?verify=maybe", "verify must be true or false"),
+    ("amqp://127.0.0.1/a/b", "the path is the vhost, percent-encoded"),
+])
+def test_a_bad_rabbitmq_url_is_refused_when_the_app_is_made(url: str, says: str) -> None:
+    with pytest.raises(ConfigurationError, match=says):
+        App("bad", broker=url, results="memory://")
+
+
+def test_a_rabbitmq_url_with_a_result_store_makes_an_app_without_connecting() -> None:
+    app = App("shop", broker="amqp://user:s3cret@127.0.0.1:1/%2F?queue_type=quorum",
+              results="memory://")
+
+    assert "s3cret" not in repr(app) and "***" in repr(app)
 
 
 @pytest.mark.parametrize("queue", ["emails ", " emails", "a,b", "tab\tbed", ""])
@@ -180,3 +202,23 @@ def test_a_redis_that_is_out_of_memory_counts_as_unavailable_so_writes_are_retri
 
     with pytest.raises(BrokerUnavailable, match="out of memory"):
         call(refused, "redis://:secret@127.0.0.1:6379/0", "Redis result store")
+
+
+def test_delay_on_an_unreachable_rabbitmq_raises_after_the_publish_timeout() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = App("down", broker=f"amqp://guest:hunter2@127.0.0.1:{port}/?publish_timeout=0.5",
+              results="memory://")
+
+    @app.task
+    def noop() -> None: ...
+
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable) as caught:
+        noop.delay()
+    assert 0.5 <= time.monotonic() - started < 10
+    assert "hunter2" not in str(caught.value) and "unreachable" in str(caught.value)
+    app.close()

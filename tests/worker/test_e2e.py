@@ -18,8 +18,8 @@ from tests.conftest import WorkerProcess
 pytestmark = [
     pytest.mark.timeout(120),
     # The scale-out set-ups run the whole end-to-end suite too (tests/redis_servers.py).
-    pytest.mark.parametrize("project", ["sqlite", "redis", "redis-cluster", "redis-sentinel"],
-                            indirect=True),
+    pytest.mark.parametrize("project", ["sqlite", "redis", "redis-cluster", "redis-sentinel",
+                                        "amqp"], indirect=True),
 ]
 Start = Callable[..., WorkerProcess]
 

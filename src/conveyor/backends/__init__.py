@@ -41,6 +41,8 @@ BACKENDS = (
     Backend("conveyor.backends.sqlite", ("sqlite",), checker="conveyor.backends.sqlite.db"),
     Backend("conveyor.backends.redis", ("redis", "rediss", "redis+sentinel", "redis+cluster"),
             extra="redis", checker="conveyor.backends.redis.url"),
+    Backend("conveyor.backends.amqp", ("amqp", "amqps"), extra="amqp", roles=("broker",),
+            checker="conveyor.backends.amqp.url"),
     Backend("conveyor.contrib.django.store", ("django",), extra="django",
             roles=("results", "coordination")),
 )
@@ -62,6 +64,11 @@ def check_scheme(url: str, role: Role) -> Backend:
         f"unknown {NAMES[role]} URL scheme {scheme + '://' if scheme else '(none)'} in "
         f"{mask_url(url)!r}: use one of {known}"
     )
+
+
+def holds_results(url: str) -> bool:
+    """Whether the backend of `url` can keep results (RabbitMQ can't)."""
+    return "results" in check_scheme(url, "broker").roles
 
 
 def check_url(url: str, role: Role) -> None:

@@ -224,6 +224,13 @@ class Consumer:
 
     # -- leases and shutdown ---------------------------------------------------------
 
+    def running_by_queue(self) -> dict[str, int]:
+        with self._lock:
+            counts: dict[str, int] = {}
+            for delivery in self.in_flight.values():
+                counts[delivery.queue] = counts.get(delivery.queue, 0) + 1
+            return counts
+
     def renew_leases(self) -> None:
         with self._lock:
             running = list(self.in_flight.values())

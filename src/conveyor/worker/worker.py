@@ -149,6 +149,7 @@ class Worker:
             id=self.id, hostname=socket.gethostname(), pid=os.getpid(), queues=self.queues,
             concurrency=self.threads, started=self.started, seen=time.time(),
             processed=self.consumer.processed, running=len(self.consumer.in_flight),
+            running_by_queue=self.consumer.running_by_queue(),
         )
 
     def _enforce_deadlines(self) -> None:
