@@ -65,10 +65,14 @@ STATIC_URL = "static/"
 
 # -- Conveyor ---------------------------------------------------------------------------
 # One environment variable moves the queue: CONVEYOR_BROKER_URL=redis://127.0.0.1:6379/0
+# (or amqp://guest:guest@127.0.0.1:5672/%2F: RabbitMQ keeps no results, so they go to a
+# SQLite file in DATA_DIR unless CONVEYOR_RESULTS_URL says otherwise)
 CONVEYOR = {
     "APP": "shop_project.conveyor:app",
     "BROKER_URL": os.environ.get("CONVEYOR_BROKER_URL") or f"sqlite:///{DATA_DIR / 'conveyor.db'}",
 }
+if CONVEYOR["BROKER_URL"].startswith("amqp") and not os.environ.get("CONVEYOR_RESULTS_URL"):
+    CONVEYOR["RESULTS_URL"] = f"sqlite:///{DATA_DIR / 'results.db'}"
 # Functions decorated with Django's own @django.tasks.task run on Conveyor workers too.
 TASKS = {"default": {"BACKEND": "conveyor.contrib.django.backend.ConveyorBackend"}}
 

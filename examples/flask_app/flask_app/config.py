@@ -36,6 +36,8 @@ def load_config(app: Flask, test_config: Mapping[str, Any] | None) -> Path:
     app.config["DATA_DIR"] = str(data_dir)
     app.config.setdefault("SQLALCHEMY_DATABASE_URI", f"sqlite:///{data_dir / 'shop.db'}")
     app.config.setdefault("CONVEYOR_BROKER_URL", f"sqlite:///{data_dir / 'conveyor.db'}")
+    if str(app.config["CONVEYOR_BROKER_URL"]).startswith("amqp"):  # RabbitMQ keeps no results
+        app.config.setdefault("CONVEYOR_RESULTS_URL", f"sqlite:///{data_dir / 'results.db'}")
     if app.config["MAIL_BACKEND"] not in BACKENDS:
         raise ValueError(f"MAIL_BACKEND must be one of {', '.join(BACKENDS)}, "
                          f"got {app.config['MAIL_BACKEND']!r}")
