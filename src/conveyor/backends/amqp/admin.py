@@ -38,6 +38,8 @@ class Site(Protocol):
 
     def running(self) -> dict[str, int]: ...
 
+    def ahead(self) -> dict[str, int]: ...
+
 REASON, FAILED_AT, FORGET, EXPIRES = ("x-conveyor-reason", "x-conveyor-failed-at",
                                       "x-conveyor-forget", "x-conveyor-expires")
 FORGET_TTL = 3600.0  # how long a forgotten worker's tombstone outlives its heartbeats
@@ -110,7 +112,7 @@ async def stats(broker: Site, session: Session) -> dict[str, QueueStats]:
     queues = await known_queues(broker, session)
     await broker.declare(session, set(queues))
     channel = await session.channel("admin")
-    running = broker.running()
+    running, ahead = broker.running(), broker.ahead()
     for worker in await workers(broker, session):
         if worker.id not in broker.own_workers:
             for queue, held in worker.running_by_queue.items():
@@ -121,7 +123,8 @@ async def stats(broker: Site, session: Session) -> dict[str, QueueStats]:
         scheduled = 0
         for level in range(LEVELS):
             scheduled += await count(channel, names.delay(queue, level))
-        found[queue] = QueueStats(ready=await count(channel, names.ready(queue)),
+        ready = await count(channel, names.ready(queue)) + ahead.get(queue, 0)
+        found[queue] = QueueStats(ready=ready,
                                   scheduled=scheduled, running=running.get(queue, 0),
                                   dead=await count(channel, names.dead(queue)))
     return found

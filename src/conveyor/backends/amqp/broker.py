@@ -3,9 +3,9 @@
 Layout in topology.py. What AMQP gives and what Conveyor adds to keep the contract every
 broker keeps:
 - **Reserve takes from a prefetch**: a consumer per queue (`basic.consume`) with a
-  prefetch the size of what the worker asked for (its slots: 2 x threads), so RabbitMQ
-  pushes the next messages while tasks run and `reserve` takes them without a round
-  trip (holding.py). A new consumer, or one whose prefetch no longer fits, is made on
+  window of twice what the worker asked for (its slots: 2 x threads; see AHEAD), so
+  RabbitMQ pushes the next messages while tasks run and `reserve` takes them without a
+  round trip (holding.py); purge, revoke and stats reach those of their own process. A new consumer, or one whose prefetch no longer fits, is made on
   the next reserve.
 - **Leases**: RabbitMQ gives a message back when its consumer's connection closes (a
   SIGKILLed worker's tasks come back at once). A reserved message also has a lease its
@@ -46,6 +46,11 @@ DELIVERIES = "x-conveyor-deliveries"
 SWEEP_EVERY = 0.1  # how often lapsed leases and long-held messages are looked for
 DECLARE_CHANNELS = 6  # RabbitMQ creates queues of different channels at once
 SETTLE = 0.05  # how long a new consumer waits for RabbitMQ's first push of ready messages
+# RabbitMQ's window (basic.qos) is this many times the slots a reserve asked for: the next
+# batch has arrived by the time tasks end. Measured on no-op tasks, -p 1 -t 8: 1x 3,570/s,
+# 2x 4,170/s, 4x no better. The messages ahead wait in the process, given back (in their
+# place) if it stops asking for them; revoke can't reach them meanwhile.
+AHEAD = 2
 
 
 class AmqpBroker:
@@ -162,7 +167,7 @@ class AmqpBroker:
             if queue in self._subscriptions:
                 continue
             sub = Subscription(queue, channel, n)
-            await channel.basic_qos(prefetch_count=n)
+            await channel.basic_qos(prefetch_count=AHEAD * n)
             expected += min(n, await count(channel, self.names.ready(queue)))
             ok = await channel.basic_consume(self.names.ready(queue),
                                              self._arrival(session, sub))
@@ -314,10 +319,27 @@ class AmqpBroker:
     # -- managing --------------------------------------------------------------------
 
     def purge(self, queue: str) -> int:
-        return self.client.run(lambda s: admin.purge(self, s, queue))
+        return self.client.run(lambda s: self._purge(s, queue))
+
+    async def _purge(self, session: Session, queue: str) -> int:
+        removed = await admin.purge(self, session, queue)
+        return removed + len(await self._take_ahead(lambda h: h.queue == queue))
 
     def revoke(self, ids: Sequence[str]) -> list[Revoked]:
-        return self.client.run(lambda s: admin.revoke(self, s, list(ids)), timeout=300)
+        return self.client.run(lambda s: self._revoke(s, list(ids)), timeout=300)
+
+    async def _revoke(self, session: Session, ids: list[str]) -> list[Revoked]:
+        wanted = set(ids)
+        ahead = [Revoked(h.delivery.id, h.queue, h.delivery.body) for h in
+                 await self._take_ahead(lambda h: h.delivery.id in wanted)]
+        return ahead + await admin.revoke(self, session, ids)
+
+    async def _take_ahead(self, match: Callable[[Held], bool]) -> list[Held]:
+        """Delete the messages RabbitMQ pushed to this process ahead (not reserved yet)
+        that `match`: purge and revoke reach them here. Other processes' stay theirs."""
+        taken = [h for h in self.holdings.unwanted(lambda h: not match(h)) if h.live]
+        await self.acks.ack([(h.channel, h.tag) for h in taken])
+        return taken
 
     def stats(self) -> dict[str, QueueStats]:
         return self.client.run(lambda s: admin.stats(self, s))
@@ -325,6 +347,11 @@ class AmqpBroker:
     def running(self) -> dict[str, int]:
         """What this process holds, per queue."""
         return self.holdings.running()
+
+    def ahead(self) -> dict[str, int]:
+        """What RabbitMQ pushed to this process ahead, not reserved yet, per queue: ready
+        for `stats()` (other processes' are RabbitMQ's unacked, counted nowhere)."""
+        return self.holdings.ahead()
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
         return self.client.run(lambda s: admin.dead_letters(self, s, queue, limit), timeout=300)

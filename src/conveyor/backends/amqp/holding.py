@@ -14,7 +14,7 @@ import itertools
 import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -25,8 +25,9 @@ from conveyor.broker import Delivery
 
 @dataclass(eq=False)
 class Subscription:
-    """One consumer (`basic.consume`) of a ready queue, and how much of its prefetch the
-    worker holds. RabbitMQ sends it more while `held` + what waits < `prefetch`."""
+    """One consumer (`basic.consume`) of a ready queue: `prefetch` is the worker slots it
+    was made for, `held` how many of its messages the worker has reserved (RabbitMQ's own
+    window, basic.qos, is a multiple of `prefetch`: see AHEAD in broker.py)."""
 
     queue: str
     channel: aiormq.abc.AbstractChannel
@@ -185,11 +186,14 @@ class Holdings:
                     held.until = until
 
     def running(self) -> dict[str, int]:
+        """Reserved messages, per queue."""
         with self._lock:
-            counts: dict[str, int] = {}
-            for held in self._held.values():
-                counts[held.queue] = counts.get(held.queue, 0) + 1
-            return counts
+            return dict(Counter(held.queue for held in self._held.values()))
+
+    def ahead(self) -> dict[str, int]:
+        """Waiting messages, per queue."""
+        with self._lock:
+            return dict(Counter(held.queue for held in self._waiting))
 
     def __bool__(self) -> bool:
         with self._lock:
