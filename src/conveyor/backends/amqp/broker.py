@@ -5,8 +5,8 @@ broker keeps:
 - **Reserve takes from a prefetch**: a consumer per queue (`basic.consume`) with a
   window of twice what the worker asked for (its slots: 2 x threads; see AHEAD), so
   RabbitMQ pushes the next messages while tasks run and `reserve` takes them without a
-  round trip (holding.py); purge, revoke and stats reach those of their own process. A new consumer, or one whose prefetch no longer fits, is made on
-  the next reserve.
+  round trip (holding.py); purge, revoke and stats reach those of their own process.
+  A new consumer, or one whose prefetch no longer fits, is made on the next reserve.
 - **Leases**: RabbitMQ gives a message back when its consumer's connection closes (a
   SIGKILLed worker's tasks come back at once). A reserved message also has a lease its
   worker's heartbeat renews (`extend`); if it runs out, the broker puts the message back
