@@ -59,3 +59,11 @@ $(PEERS_STAMP): benchmarks/requirements-peers.txt
 bench-redis: $(STAMP) $(PEERS_STAMP)
 	$(BIN)/python -c 'import redis' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[redis]'
 	$(PEERS_VENV)/bin/python benchmarks/redis_peers.py $(ARGS)
+
+# The RabbitMQ benchmark against Celery and Dramatiq (benchmarks/README.md), in the same venvs.
+# Needs RabbitMQ on 127.0.0.1:5672 (guest) and rabbitmqctl (it makes and deletes a vhost per
+# run), and redis-server for results: uses (and flushes) DB 15. ARGS=--quick for a short run.
+.PHONY: bench-rabbitmq
+bench-rabbitmq: $(STAMP) $(PEERS_STAMP)
+	$(BIN)/python -c 'import aiormq, redis' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[amqp,redis]'
+	$(PEERS_VENV)/bin/python benchmarks/rabbitmq_peers.py $(ARGS)

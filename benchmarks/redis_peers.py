@@ -35,22 +35,28 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 
+DESCRIPTION = __doc__.splitlines()[0]
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DRIVER = HERE / "peers" / "driver.py"
-RESULTS_FILE = HERE / "RESULTS-redis.md"
 LIBRARIES = ("conveyor", "celery", "dramatiq", "rq", "huey")
 PEERS = LIBRARIES[1:]
 FLOOR = "floor"
 FLOOR_1 = "redis-py, 1 RTT per step"
 FLOOR_100 = "redis-py, pipelined x100"
 BATCH = 100
+
+Runs = dict[str, list[dict[str, Any]]]  # library (or FLOOR) -> each round's result
+Table = dict[str, dict[str, list[float]]]  # column -> metric -> the good rounds' values
+Goal = tuple[str, str, bool | None]  # the goal, the measured value, met? (None: can't tell)
 
 
 def step(text: str) -> None:
@@ -207,22 +213,28 @@ def python_for(library: str, args: argparse.Namespace) -> Path:
     return args.conveyor_python if library == "conveyor" else args.peers_python
 
 
-def run_library(library: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+def run_library(library: str, args: argparse.Namespace, workdir: Path, bench: Bench,
+                env: dict[str, str] | None = None,
+                around: Callable[[], AbstractContextManager[object]] = nullcontext,
+                ) -> dict[str, Any]:
+    """`bench`'s driver for one run of `library`, `env` added to its environment, inside
+    `around()` (entered only when the library's Python exists)."""
     python = python_for(library, args)
     if not python.exists():
-        return {"library": library, "skipped": f"{python} does not exist (make bench-redis "
+        return {"library": library, "skipped": f"{python} does not exist (make bench-{bench.name} "
                                                "creates it)"}
     out = workdir / f"{library}.json"
     out.unlink(missing_ok=True)
-    command = [str(python), str(DRIVER), library, "--out", str(out), "--tasks", str(args.tasks),
-               "--single", str(args.single), "--latency-tasks", str(args.latency_tasks),
-               "--threads", str(args.threads), "--log-dir", str(workdir)]
+    command = [str(python), str(bench.driver), library, "--out", str(out),
+               "--tasks", str(args.tasks), "--single", str(args.single),
+               "--latency-tasks", str(args.latency_tasks), "--threads", str(args.threads),
+               "--log-dir", str(workdir)]
     log = workdir / f"{library}.log"
-    with log.open("ab") as log_file:
+    timed_out = False
+    with around(), log.open("ab") as log_file:
         proc = subprocess.Popen(command, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT,
-                                env={**os.environ, "BENCH_REDIS_URL": args.url},
+                                env={**os.environ, "BENCH_REDIS_URL": args.url, **(env or {})},
                                 start_new_session=True)
-        timed_out = False
         try:
             proc.wait(args.timeout)
         except subprocess.TimeoutExpired:
@@ -244,17 +256,27 @@ def rotated(items: list[str], by: int) -> list[str]:
     return items[by:] + items[:by]
 
 
-def run_rounds(args: argparse.Namespace, workdir: Path) -> dict[str, list[dict[str, Any]]]:
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in [*args.libs, FLOOR]}
+def run_rounds(args: argparse.Namespace, workdir: Path) -> Runs:
+    def run_one(name: str, round_no: int) -> dict[str, Any]:
+        return (run_floor(args.url, args) if name == FLOOR
+                else run_library(name, args, workdir, REDIS))
+
+    return interleave(args, [*args.libs, FLOOR], run_one)
+
+
+def interleave(args: argparse.Namespace, names: list[str],
+               run_one: Callable[[str, int], dict[str, Any]]) -> Runs:
+    """`run_one(name, round number)` for each of `names` once a round, the order rotating,
+    `--rounds` rounds; a name skipped once is skipped after."""
+    runs: Runs = {name: [] for name in names}
     skipped: set[str] = set()
     for round_no in range(args.rounds):
-        for name in rotated([*args.libs, FLOOR], round_no):
+        for name in rotated(names, round_no):
             if name in skipped:
                 continue
             step(f"round {round_no + 1}/{args.rounds}: {name}")
             started = time.monotonic()
-            result = run_floor(args.url, args) if name == FLOOR else run_library(name, args,
-                                                                                 workdir)
+            result = run_one(name, round_no)
             runs[name].append(result)
             if "skipped" in result:
                 skipped.add(name)
@@ -303,7 +325,7 @@ def good(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in runs if "skipped" not in r and "error" not in r]
 
 
-def columns(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, list[float]]]:
+def columns(runs: Runs, metrics: tuple[Metric, ...] = METRICS) -> Table:
     """Column name -> metric -> the values of the good rounds."""
     table: dict[str, dict[str, list[float]]] = {}
     for name, results in runs.items():
@@ -312,7 +334,7 @@ def columns(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, list[f
                 add_floor(table, result)
                 continue
             column = table.setdefault(name, {})
-            for metric in METRICS:
+            for metric in metrics:
                 if result.get(metric.key) is not None:
                     column.setdefault(metric.key, []).append(float(result[metric.key]))
     return table
@@ -372,8 +394,9 @@ def order(table: dict[str, dict[str, list[float]]]) -> list[str]:
     return [c for c in (*LIBRARIES, FLOOR_1, FLOOR_100) if c in table]
 
 
-def numbers_rows(table: dict[str, dict[str, list[float]]], with_range: bool) -> list[list[str]]:
-    return [[label(m), *(cell(table, c, m, with_range) for c in order(table))] for m in METRICS]
+def numbers_rows(table: Table, with_range: bool,
+                 metrics: tuple[Metric, ...] = METRICS) -> list[list[str]]:
+    return [[label(m), *(cell(table, c, m, with_range) for c in order(table))] for m in metrics]
 
 
 def ratio_rows(table: dict[str, dict[str, list[float]]]) -> list[list[str]]:
@@ -457,21 +480,33 @@ def revision() -> str:
     return f"{head} (+ uncommitted changes in src/)" if dirty else head
 
 
-def machine(args: argparse.Namespace) -> list[tuple[str, str]]:
-    r = redis.Redis.from_url(args.url)
+def redis_server(url: str) -> dict[str, Any]:
+    r = redis.Redis.from_url(url)
     try:
-        server = r.info("server")
+        return r.info("server")
     finally:
         r.close()
+
+
+def machine(args: argparse.Namespace) -> list[tuple[str, str]]:
+    server = redis_server(args.url)
+    return machine_rows(args, [
+        ("redis-server", f"{server['redis_version']} on {args.url} "
+                         f"({server.get('multiplexing_api', '?')}, io-threads "
+                         f"{server.get('io_threads_active', 0)})"),
+    ])
+
+
+def machine_rows(args: argparse.Namespace,
+                 servers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The machine, with the `servers` (name, what) after the interpreters."""
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return [
         ("nproc", str(os.cpu_count())),
         ("CPU", cpu_model()),
         ("Python (Conveyor / peers)",
          f"{interpreter(args.conveyor_python)} / {interpreter(args.peers_python)}"),
-        ("redis-server", f"{server['redis_version']} on {args.url} "
-                         f"({server.get('multiplexing_api', '?')}, io-threads "
-                         f"{server.get('io_threads_active', 0)})"),
+        *servers,
         ("OS", platform.platform()),
         ("Conveyor revision", revision()),
         ("Load average at start", load),
@@ -502,13 +537,18 @@ def setups(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     return rows
 
 
+def good_runs(runs: Runs) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """Each library that had good rounds, and those rounds' results."""
+    for name in LIBRARIES:
+        results = good(runs.get(name, []))
+        if results:
+            yield name, results
+
+
 def checks(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> list[str]:
     """Did every run store every result? And where each worker tree's memory was."""
     notes = []
-    for name in LIBRARIES:
-        results = good(runs.get(name, []))
-        if not results:
-            continue
+    for name, results in good_runs(runs):
         stored = [int(r.get("results_stored", -1)) for r in results]
         verdict = ("all" if min(stored) == args.tasks + 1 else f"only {min(stored):,}"
                    if min(stored) >= 0 else "?")
@@ -526,15 +566,19 @@ def problems(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
             if "error" in result]
 
 
-def markdown(runs: dict[str, list[dict[str, Any]]], info: list[tuple[str, str]],
-             args: argparse.Namespace) -> str:
-    table = columns(runs)
+def notes(runs: Runs, args: argparse.Namespace, bench: Bench) -> list[str]:
+    return [*checks(runs, args), *bench.notes(runs)]
+
+
+def markdown(runs: Runs, info: list[tuple[str, str]], args: argparse.Namespace,
+             bench: Bench) -> str:
+    table = columns(runs, bench.metrics)
     heads = order(table)
     lines = [
-        "# Conveyor against Celery, Dramatiq, RQ and Huey on Redis: results",
+        f"# {bench.title}: results",
         "",
-        "Written by `make bench-redis` (`benchmarks/redis_peers.py`);",
-        "[README.md](README.md#redis-conveyor-against-celery-dramatiq-rq-and-huey) says how",
+        f"Written by `make bench-{bench.name}` (`benchmarks/{bench.name}_peers.py`);",
+        f"[README.md](README.md#{bench.anchor}) says how",
         "each number is measured and how each library is set up. One run on a shared",
         "machine: compare the columns of one run, not runs of different days.",
         "",
@@ -546,13 +590,14 @@ def markdown(runs: dict[str, list[dict[str, Any]]], info: list[tuple[str, str]],
         f"{args.single:,} single enqueue calls, {args.latency_tasks} latency tasks per run. "
         "Each cell is the median of the rounds, (min-max) when there were several.",
         "",
-        "| Library | Versions | Worker (8-way) | Acks and results | Bulk enqueue |",
+        f"| Library | Versions | Worker (8-way) | {bench.semantics_heading} | Bulk enqueue |",
         "|---|---|---|---|---|",
         *setups(runs),
         "",
         "| Measurement | " + " | ".join(heads) + " |",
         "|---|" + "---:|" * len(heads),
-        *["| " + " | ".join(row) + " |" for row in numbers_rows(table, with_range=True)],
+        *["| " + " | ".join(row) + " |"
+          for row in numbers_rows(table, with_range=True, metrics=bench.metrics)],
         "",
         "Conveyor's ratio to each (Conveyor ÷ column, medians):",
         "",
@@ -560,78 +605,125 @@ def markdown(runs: dict[str, list[dict[str, Any]]], info: list[tuple[str, str]],
         "|---|" + "---:|" * (len(heads) - 1),
         *["| " + " | ".join(row) + " |" for row in ratio_rows(table)],
         "",
-        "| Target (issue 3) | Measured | |",
+        f"| {bench.goals_heading} | Measured | |",
         "|---|---|---|",
-        *[f"| {t} | {v} | {verdict(m)} |" for t, v, m in targets(table)],
+        *[f"| {g} | {v} | {bench.verdict(m)} |" for g, v, m in bench.goals(table)],
         "",
-        *[f"- {note}" for note in checks(runs, args)],
+        *[f"- {note}" for note in notes(runs, args, bench)],
         *[f"- FAILED: {p}" for p in problems(runs)],
     ]
     return "\n".join(lines) + "\n"
 
 
-def print_report(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
-    table = columns(runs)
+def print_report(runs: Runs, args: argparse.Namespace, bench: Bench) -> None:
+    table = columns(runs, bench.metrics)
     print("\n  Medians of the rounds:\n")
-    print(text_table(["", *order(table)], numbers_rows(table, with_range=False)))
+    print(text_table(["", *order(table)],
+                     numbers_rows(table, with_range=False, metrics=bench.metrics)))
     if "conveyor" in table:
         print("\n  Conveyor ÷ column:\n")
         print(text_table(["", *[c for c in order(table) if c != "conveyor"]],
                          ratio_rows(table)))
         print()
-        for target, value, met in targets(table):
-            print(f"  {target:<55} {value:>28}  {verdict(met)}")
+        wide, wider = bench.goal_widths
+        for goal, value, met in bench.goals(table):
+            print(f"  {goal:<{wide}} {value:>{wider}}  {bench.verdict(met)}")
     for name, results in runs.items():
         if results and all("skipped" in r for r in results):
             print(f"\n  {name} was skipped: {results[0]['skipped']}")
     print()
-    for note in checks(runs, args):
+    for note in notes(runs, args, bench):
         print(f"  - {note}")
     for problem in problems(runs):
         print(f"  FAILED: {problem}")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+def parse_args(argv: list[str] | None, bench: Bench) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=bench.description)
+    parser.add_argument("--rounds", type=int, default=bench.rounds)
     parser.add_argument("--tasks", type=int, default=10_000, help="processed, and bulk enqueued")
     parser.add_argument("--single", type=int, default=2_000, help="single enqueue calls")
     parser.add_argument("--latency-tasks", type=int, default=200)
     parser.add_argument("--threads", type=int, default=8, help="each worker's concurrency")
     parser.add_argument("--quick", action="store_true",
                         help="1 round, 2,000 tasks, 500 single calls, 50 latency tasks")
-    parser.add_argument("--libs", default=",".join(LIBRARIES),
-                        help=f"comma-separated subset of {','.join(LIBRARIES)}")
-    parser.add_argument("--url", default="redis://127.0.0.1:6379/15",
-                        help="the Redis DB to use: it is FLUSHED before each run")
+    parser.add_argument("--libs", default=",".join(bench.libraries),
+                        help=f"comma-separated subset of {','.join(bench.libraries)}")
+    bench.add_options(parser)
+    parser.add_argument("--url", default="redis://127.0.0.1:6379/15", help=bench.url_help)
     parser.add_argument("--timeout", type=float, default=240.0, help="per library run, s")
     parser.add_argument("--conveyor-python", type=Path, default=ROOT / ".venv/bin/python")
     parser.add_argument("--peers-python", type=Path,
                         default=HERE / ".venv-peers/bin/python")
     parser.add_argument("--no-write", action="store_true",
-                        help=f"print only; don't write {RESULTS_FILE.name}")
+                        help=f"print only; don't write {bench.results_file.name}")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.tasks, args.single, args.latency_tasks = 1, 2000, 500, 50
     args.libs = [lib for lib in args.libs.split(",") if lib]
-    unknown = set(args.libs) - set(LIBRARIES)
+    unknown = set(args.libs) - set(bench.libraries)
     if unknown:
         parser.error(f"unknown libraries: {', '.join(sorted(unknown))}")
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    info = machine(args)
-    print("Conveyor Redis benchmark: " + ", ".join(f"{k} {v}" for k, v in info[:4]))
+def run_benchmark(bench: Bench, argv: list[str] | None = None) -> int:
+    args = parse_args(argv, bench)
+    info = bench.machine(args)
+    print(f"Conveyor {bench.broker} benchmark: " + ", ".join(f"{k} {v}" for k, v in info[:4]))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so every `finally` runs
-    with tempfile.TemporaryDirectory(prefix="conveyor-bench-redis-") as workdir:
-        runs = run_rounds(args, Path(workdir))
-    print_report(runs, args)
+    with tempfile.TemporaryDirectory(prefix=f"conveyor-bench-{bench.name}-") as workdir:
+        runs = bench.run_rounds(args, Path(workdir))
+    print_report(runs, args, bench)
     if not args.no_write:
-        RESULTS_FILE.write_text(markdown(runs, info, args))
-        print(f"\nWrote {RESULTS_FILE}")
+        bench.results_file.write_text(markdown(runs, info, args, bench))
+        print(f"\nWrote {bench.results_file}")
     return 0
+
+
+# -- what a benchmark has of its own: the Redis one's, unless another says otherwise --------
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What a benchmark of Conveyor against its peers has of its own. The defaults are this
+    one's (REDIS); rabbitmq_peers.py says what its own are. The rest (the process handling,
+    the rounds, the tables, the results file's layout) is this module's, for both."""
+
+    broker: str = "Redis"  # names its make target, script and results file (`name`)
+    description: str = DESCRIPTION  # --help's
+    driver: Path = DRIVER  # one library's run, in that library's environment
+    libraries: tuple[str, ...] = LIBRARIES
+    rounds: int = 5  # --rounds' default
+    url_help: str = "the Redis DB to use: it is FLUSHED before each run"
+    add_options: Callable[[argparse.ArgumentParser], None] = lambda parser: None  # after --libs
+    machine: Callable[[argparse.Namespace], list[tuple[str, str]]] = machine
+    run_rounds: Callable[[argparse.Namespace, Path], Runs] = run_rounds
+    title: str = "Conveyor against Celery, Dramatiq, RQ and Huey on Redis"  # of the results
+    anchor: str = "redis-conveyor-against-celery-dramatiq-rq-and-huey"  # README.md's section
+    semantics_heading: str = "Acks and results"  # the setups table's fourth column
+    metrics: tuple[Metric, ...] = METRICS
+    goals_heading: str = "Target (issue 3)"
+    goals: Callable[[Table], list[Goal]] = targets
+    verdict: Callable[[bool | None], str] = verdict
+    goal_widths: tuple[int, int] = (55, 28)  # of the goal and the measured value, printed
+    notes: Callable[[Runs], list[str]] = lambda runs: []  # after checks()'s
+
+    @property
+    def name(self) -> str:
+        """In lower case: `make bench-redis` runs benchmarks/redis_peers.py."""
+        return self.broker.lower()
+
+    @property
+    def results_file(self) -> Path:
+        return HERE / f"RESULTS-{self.name}.md"
+
+
+REDIS = Bench()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_benchmark(REDIS, argv)
 
 
 if __name__ == "__main__":

@@ -12,23 +12,33 @@ import os
 import time
 
 import dramatiq
+from dramatiq import Actor, Broker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 
+
+def declare(broker: Broker) -> tuple[Actor, Actor]:
+    """The Results middleware (on Redis, at $BENCH_REDIS_URL) and the two actors, on
+    `broker`, made the global broker. dramatiq_amqp_tasks.py's are these, on RabbitMQ."""
+    broker.add_middleware(Results(backend=RedisBackend(url=URL), store_results=True))
+    dramatiq.set_broker(broker)
+
+    @dramatiq.actor(actor_name="bench.noop", queue_name="default", store_results=True,
+                    broker=broker)
+    def noop() -> None:
+        """The processing benchmark's task: nothing but the library's own work."""
+
+    @dramatiq.actor(actor_name="bench.started_at", queue_name="default", store_results=True,
+                    broker=broker)
+    def started_at() -> float:
+        """When the task started (the latency benchmark and the warm-up task)."""
+        return time.time()
+
+    return noop, started_at
+
+
 broker = RedisBroker(url=URL)
-broker.add_middleware(Results(backend=RedisBackend(url=URL), store_results=True))
-dramatiq.set_broker(broker)
-
-
-@dramatiq.actor(actor_name="bench.noop", queue_name="default", store_results=True)
-def noop() -> None:
-    """The processing benchmark's task: nothing but the library's own work."""
-
-
-@dramatiq.actor(actor_name="bench.started_at", queue_name="default", store_results=True)
-def started_at() -> float:
-    """When the task started (the latency benchmark and the warm-up task)."""
-    return time.time()
+noop, started_at = declare(broker)

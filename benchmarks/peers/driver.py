@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ class Adapter:
     bulk_api = "n/a"
     worker_setup = ""
     semantics = ""  # when it acknowledges, where results go
+    clients: tuple[str, ...] = ("redis", "hiredis")  # the client distributions reported
     tasks: Any = None
 
     def load(self) -> None:
@@ -420,43 +421,85 @@ def time_enqueue(adapter: Adapter, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-def measure_enqueue(adapter: Adapter, r: redis.Redis, args: argparse.Namespace,
-                    out: dict[str, Any]) -> Any:
-    """Single, then (on a flushed DB) the warm-up task and the bulk. Returns the warm-up."""
-    adapter.enqueue_one()  # connect, load scripts: not timed
-    r.flushdb()
-    out["enqueue_single"] = time_enqueue(adapter, args.single)
-    r.flushdb()
-    warm_up = adapter.send_warm_up()
-    started = time.perf_counter()
-    if adapter.enqueue_bulk(args.tasks):
-        out["enqueue_bulk"] = args.tasks / (time.perf_counter() - started)
-    else:
-        out["enqueue_bulk"] = None
-        out["fill_single"] = time_enqueue(adapter, args.tasks)
-    return warm_up
+class Run:
+    """One library's run, on a flushed Redis DB: enqueue, then processing and latency with
+    the worker running. amqp_driver.py's runs are these, on RabbitMQ: their own enqueue,
+    pending count and servers."""
 
+    log_name = "{library}-worker.log"  # in --log-dir
 
-def measure_processing(adapter: Adapter, r: redis.Redis, worker: Worker, warm_up: Any,
-                       args: argparse.Namespace, out: dict[str, Any]) -> None:
-    def warm_up_started() -> float | None:
-        worker.check()
-        return adapter.peek(warm_up)
+    def __init__(self, adapter: Adapter, args: argparse.Namespace,
+                 out: dict[str, Any]) -> None:
+        self.adapter, self.args, self.out = adapter, args, out
+        self.r = redis.Redis.from_url(URL)
 
-    t0 = wait_for(warm_up_started, timeout=120)  # when the warm-up task started
-    out["startup_s"] = t0 - worker.launched
-    cpu0, redis0 = worker.cpu(), redis_cpu(r)
-    expected = args.tasks + 1
+    def enqueue(self) -> Any:
+        """Single, then (on a flushed DB) the warm-up task and the bulk. Returns the warm-up."""
+        adapter, args, out = self.adapter, self.args, self.out
+        adapter.enqueue_one()  # connect, load scripts: not timed
+        self.r.flushdb()
+        out["enqueue_single"] = time_enqueue(adapter, args.single)
+        self.r.flushdb()
+        warm_up = adapter.send_warm_up()
+        started = time.perf_counter()
+        if adapter.enqueue_bulk(args.tasks):
+            out["enqueue_bulk"] = args.tasks / (time.perf_counter() - started)
+        else:
+            out["enqueue_bulk"] = None
+            out["fill_single"] = time_enqueue(adapter, args.tasks)
+        return warm_up
 
-    def drained() -> float | None:
-        worker.check()
-        return time.time() if adapter.pending(r, expected) == 0 else None
+    def pending(self, expected: int) -> int:
+        """Tasks not finished yet (of `expected` enqueued since the flush)."""
+        return self.adapter.pending(self.r, expected)
 
-    t1 = wait_for(drained, timeout=max(120.0, args.tasks / 50))
-    out["processing"] = args.tasks / (t1 - t0)
-    out["worker_cpu_us"] = (worker.cpu() - cpu0) * 1e6 / args.tasks
-    out["redis_cpu_us"] = (redis_cpu(r) - redis0) * 1e6 / args.tasks
-    out["results_stored"] = adapter.stored(r)  # of args.tasks + 1 (the warm-up's)
+    def server_cpu(self) -> dict[str, float]:
+        """The servers' CPU seconds so far, by the key of their CPU per task in `out`."""
+        return {"redis_cpu_us": redis_cpu(self.r)}
+
+    def processing(self, worker: Worker, warm_up: Any) -> None:
+        adapter, args, out = self.adapter, self.args, self.out
+
+        def warm_up_started() -> float | None:
+            worker.check()
+            return adapter.peek(warm_up)
+
+        t0 = wait_for(warm_up_started, timeout=120)  # when the warm-up task started
+        out["startup_s"] = t0 - worker.launched
+        cpu0, servers0 = worker.cpu(), self.server_cpu()
+        expected = args.tasks + 1
+
+        def drained() -> float | None:
+            worker.check()
+            return time.time() if self.pending(expected) == 0 else None
+
+        t1 = wait_for(drained, timeout=max(120.0, args.tasks / 50))
+        out["processing"] = args.tasks / (t1 - t0)
+        out["worker_cpu_us"] = (worker.cpu() - cpu0) * 1e6 / args.tasks
+        for key, seconds in self.server_cpu().items():
+            out[key] = (seconds - servers0[key]) * 1e6 / args.tasks
+        out["results_stored"] = adapter.stored(self.r)  # of args.tasks + 1 (the warm-up's)
+
+    def run(self) -> None:
+        adapter, args, out = self.adapter, self.args, self.out
+        self.r.flushdb()
+        warm_up = self.enqueue()
+        log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix=f"bench-{adapter.name}-"))
+        log = log_dir / self.log_name.format(library=adapter.name)
+        out["worker_log"] = str(log)
+        worker = Worker(adapter.worker_command(args.threads), log)
+        try:
+            self.processing(worker, warm_up)
+            time.sleep(1.0)  # let it go idle
+            measure_latency(adapter, args.latency_tasks, out)
+        finally:
+            worker.stop()
+            out["worker_processes"] = worker.processes
+            out["rss_peak_mb"] = worker.peak_rss / 2**20
+            out["rss_by_process_mb"] = worker.peak_rss_by_process
+            out["pss_peak_mb"] = worker.peak_pss / 2**20
+            adapter.close()
+            self.r.flushdb()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -478,28 +521,6 @@ def measure_latency(adapter: Adapter, n: int, out: dict[str, Any]) -> None:
     out["latency_p99"] = percentile(latency, 0.99)
 
 
-def run(adapter: Adapter, args: argparse.Namespace, out: dict[str, Any]) -> None:
-    r = redis.Redis.from_url(URL)
-    r.flushdb()
-    warm_up = measure_enqueue(adapter, r, args, out)
-    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix=f"bench-{adapter.name}-"))
-    log = log_dir / f"{adapter.name}-worker.log"
-    out["worker_log"] = str(log)
-    worker = Worker(adapter.worker_command(args.threads), log)
-    try:
-        measure_processing(adapter, r, worker, warm_up, args, out)
-        time.sleep(1.0)  # let it go idle
-        measure_latency(adapter, args.latency_tasks, out)
-    finally:
-        worker.stop()
-        out["worker_processes"] = worker.processes
-        out["rss_peak_mb"] = worker.peak_rss / 2**20
-        out["rss_by_process_mb"] = worker.peak_rss_by_process
-        out["pss_peak_mb"] = worker.peak_pss / 2**20
-        adapter.close()
-        r.flushdb()
-
-
 def log_tail(out: dict[str, Any]) -> str:
     try:
         lines = Path(out["worker_log"]).read_text(errors="replace").splitlines()
@@ -510,7 +531,7 @@ def log_tail(out: dict[str, Any]) -> str:
 
 def versions(adapter: Adapter) -> dict[str, str]:
     found = {}
-    for dist in (adapter.dist, "redis", "hiredis"):
+    for dist in (adapter.dist, *adapter.clients):
         try:
             found[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -518,9 +539,10 @@ def versions(adapter: Adapter) -> dict[str, str]:
     return found
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("library", choices=sorted(ADAPTERS))
+def parse_args(argv: list[str] | None, adapters: Mapping[str, type[Adapter]],
+               description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("library", choices=sorted(adapters))
     parser.add_argument("--out", type=Path, required=True, help="where to write the JSON")
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--single", type=int, default=2_000)
@@ -531,10 +553,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, adapters: Mapping[str, type[Adapter]] = ADAPTERS,
+         runner: type[Run] = Run, description: str = __doc__.splitlines()[0]) -> int:
+    """One run of `adapters[library]` by `runner`; amqp_driver.py's main is this, with its
+    adapters and its Run."""
+    args = parse_args(argv, adapters, description)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the worker
-    adapter = ADAPTERS[args.library]()
+    adapter = adapters[args.library]()
     out: dict[str, Any] = {"library": adapter.name}
     try:
         adapter.load()
@@ -545,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     out.update(versions=versions(adapter), bulk_api=adapter.bulk_api, semantics=adapter.semantics,
                worker_setup=adapter.worker_setup.format(threads=args.threads))
     try:
-        run(adapter, args, out)
+        runner(adapter, args, out).run()
     except BaseException as exc:
         out["error"] = f"{type(exc).__name__}: {exc}{log_tail(out)}"
         raise
