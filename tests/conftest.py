@@ -29,7 +29,8 @@ pytest_plugins = ["tests.redis_servers"]
 ROOT = Path(__file__).resolve().parent.parent
 TASKS_MODULE = Path(__file__).resolve().parent / "worker" / "e2e_tasks.py"
 BROKERS = ["memory", "sqlite", "redis", "redis-tls", "redis-cluster", "redis-sentinel"]
-BROKER_KINDS = [*BROKERS, "amqp"]  # RabbitMQ is a broker only: no results, no coordination
+# RabbitMQ is a broker only: no results, no coordination. amqp-quorum: its quorum queues.
+BROKER_KINDS = [*BROKERS, "amqp", "amqp-quorum"]
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
 
@@ -146,7 +147,9 @@ def make_broker(request: pytest.FixtureRequest, tmp_path: Path,
     kind: str = request.param
     memory: list[MemoryBroker] = []
     redis_url = redis_url_for(request, kind)
-    amqp_url = amqp_url_for(request) if kind == "amqp" else ""
+    amqp_url = amqp_url_for(request) if kind.startswith("amqp") else ""
+    if kind == "amqp-quorum":
+        amqp_url += "&queue_type=quorum"
 
     def make(lease_seconds: float = 30.0) -> Broker:
         broker: Broker
@@ -160,7 +163,7 @@ def make_broker(request: pytest.FixtureRequest, tmp_path: Path,
             from conveyor.backends.redis import RedisBroker
 
             broker = RedisBroker(redis_url, lease_seconds)
-        elif kind == "amqp":
+        elif kind.startswith("amqp"):
             from conveyor.backends.amqp.broker import AmqpBroker
 
             broker = AmqpBroker(amqp_url, lease_seconds)

@@ -242,7 +242,7 @@ def check_urls(settings: Settings) -> Settings:
     if settings.results_url is None and not backends.holds_results(settings.broker_url):
         scheme = settings.broker_url.partition(":")[0]
         raise ConfigurationError(
-            f"a {scheme}:// broker keeps no results: give the App a result store, "
+            f"the {scheme}:// broker keeps no results: give the App a result store, "
             "results='redis://127.0.0.1:6379/0' (or sqlite:///results.db, django://), or "
             "set $CONVEYOR_RESULTS_URL")
     backends.check_url(settings.effective_results_url, "results")

@@ -100,7 +100,7 @@ def test_a_sqlite_store_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     ("redis+cluster://127.0.0.1:7000/3", "a cluster has one database"),
     ("sqlite:///x.db?sync=full", "unknown option"),
     ("nats://127.0.0.1", "unknown broker URL scheme nats://"),
-    ("amqp://guest:guest@127.0.0.1/", "a amqp:// broker keeps no results: give the App a "
+    ("amqp://guest:guest@127.0.0.1/", "the amqp:// broker keeps no results: give the App a "
                                        "result store, results="),
 ])
 def test_a_bad_url_is_refused_when_the_app_is_made(url: str, says: str) -> None:

@@ -32,6 +32,7 @@ import aiormq.abc
 from conveyor.backends.amqp import admin
 from conveyor.backends.amqp.acks import Acks
 from conveyor.backends.amqp.client import LOST, AmqpClient, Session, confirmed, properties
+from conveyor.backends.amqp.headers import counted, eta_of, headers_for
 from conveyor.backends.amqp.holding import Held, Holdings, Subscription, consuming
 from conveyor.backends.amqp.parking import Parking
 from conveyor.backends.amqp.topology import LEVELS, Names, count, declare_queue, delay_key
@@ -41,8 +42,6 @@ from conveyor.errors import BrokerUnavailable
 from conveyor.message import Envelope
 
 logger = logging.getLogger("conveyor.amqp")
-ETA = "x-conveyor-eta"
-DELIVERIES = "x-conveyor-deliveries"
 SWEEP_EVERY = 0.1  # how often lapsed leases and long-held messages are looked for
 DECLARE_CHANNELS = 6  # RabbitMQ creates queues of different channels at once
 SETTLE = 0.05  # how long a new consumer waits for RabbitMQ's first push of ready messages
@@ -98,14 +97,10 @@ class AmqpBroker:
     async def _send(self, channel: aiormq.abc.AbstractChannel, queue: str, task_id: str,
                     priority: int, body: bytes, eta: float | None, deliveries: int,
                     now: float) -> Any:
-        headers: dict[str, Any] = {}
+        headers = headers_for(eta, deliveries)
         exchange, key = "", self.names.ready(queue)
-        if eta is not None:
-            headers[ETA] = repr(eta)  # text: AMQP's float header is 32 bits, too coarse
-            if eta > now:
-                exchange, key = self.names.delay(queue, LEVELS - 1), delay_key(eta - now)[0]
-        if deliveries:
-            headers[DELIVERIES] = deliveries
+        if eta is not None and eta > now:
+            exchange, key = self.names.delay(queue, LEVELS - 1), delay_key(eta - now)[0]
         return await channel.basic_publish(body, exchange=exchange, routing_key=key,
                                            properties=properties(
                                                message_id=task_id, priority=priority,
@@ -384,20 +379,6 @@ class AmqpBroker:
         for sub in subscriptions:
             await self._unsubscribe(sub)
         await self._give_back(self.holdings.unwanted(lambda h: False))
-
-
-def counted(headers: dict[str, Any]) -> int:
-    """How many times a message was put back after a lease ran out."""
-    count = headers.get(DELIVERIES)
-    return count if isinstance(count, int) else 0
-
-
-def eta_of(headers: dict[str, Any]) -> float | None:
-    raw = headers.get(ETA)
-    try:
-        return float(raw.decode() if isinstance(raw, bytes) else raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
