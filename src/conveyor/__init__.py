@@ -59,16 +59,17 @@ _HOMES = {
     "every": "conveyor.schedules",
     **dict.fromkeys(
         ["BrokerUnavailable", "ConfigurationError", "ConveyorError", "MessageTooLarge",
-         "NotRegistered", "Retry", "SerializationError", "TaskError", "TimeLimitExceeded"],
+         "NotRegistered", "RetriesExhausted", "Retry", "SerializationError", "TaskError",
+         "TimeLimitExceeded"],
         "conveyor.errors"),
 }
 
 __all__ = [
     "App", "AsyncResult", "BrokerUnavailable", "ConfigurationError", "ConveyorError",
     "Execution", "GroupResult", "MessageTooLarge", "Middleware", "NotRegistered", "Outcome",
-    "Progress", "Retry", "SerializationError", "Signature", "Snapshot", "State", "Task",
-    "TaskContext", "TaskError", "TimeLimitExceeded", "chain", "chord", "cron", "every",
-    "group",
+    "Progress", "RetriesExhausted", "Retry", "SerializationError", "Signature", "Snapshot",
+    "State", "Task", "TaskContext", "TaskError", "TimeLimitExceeded", "chain", "chord",
+    "cron", "every", "group",
 ]
 
 

@@ -29,7 +29,7 @@ class TaskContext:
         id: str,
         name: str,
         attempt: int = 1,
-        max_attempts: int = 1,
+        max_attempts: int | None = 1,
         queue: str = "default",
         headers: dict[str, str] | None = None,
         sink: ProgressSink | None = None,
@@ -48,7 +48,10 @@ class TaskContext:
 
     @property
     def is_last_attempt(self) -> bool:
-        return self.attempt >= self.max_attempts
+        """Whether a retry now would be refused (never, with `retries=None`). For a task
+        with retries=0 it answers for `task.retry()`, which may run it 3 more times: an
+        exception fails such a task at once whatever this says."""
+        return self.max_attempts is not None and self.attempt >= self.max_attempts
 
     def progress(self, current: float, total: float | None = None,
                  message: str | None = None) -> None:

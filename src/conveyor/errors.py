@@ -66,6 +66,24 @@ class TaskError(ConveyorError):
         self.traceback = traceback
 
 
+class RetriesExhausted(ConveyorError):
+    """A task failed on its last allowed attempt with an error it would have retried:
+    what the result store records (type `RetriesExhausted`), carrying the last error, its
+    type and text in the message and its traceback."""
+
+    def __init__(self, attempts: int, last: BaseException) -> None:
+        try:
+            said = str(last)
+        except Exception:  # noqa: BLE001 - an exception whose __str__ raises
+            said = "<str() failed>"
+        noun = "attempt" if attempts == 1 else "attempts"
+        super().__init__(f"gave up after {attempts} {noun}: {type(last).__name__}: {said}"
+                         if said else f"gave up after {attempts} {noun}: "
+                         f"{type(last).__name__}")
+        self.attempts = attempts
+        self.last = last
+
+
 class Retry(Exception):  # noqa: N818 - the public name users know from Celery
     """Raise inside a task to run it again later: ``raise Retry(countdown=30)``.
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import random
+import re
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from conveyor import App, Retry, State, TaskContext, TaskError
+from conveyor import App, ConfigurationError, Retry, State, TaskContext, TaskError
 from conveyor.middleware.retries import backoff_delay
 from conveyor.testing import run_until_idle
 
@@ -45,12 +48,15 @@ def test_retries_two_runs_three_attempts_then_fails(app: App) -> None:
     # When the queue is run, retries included
     result = flaky.delay()
     run_until_idle(app)
-    # Then it ran three times, attempts counted from 1, and ended FAILURE
+    # Then it ran three times, attempts counted from 1, and ended FAILURE: retries
+    # exhausted, with the last error
     assert attempts == [1, 2, 3]
     assert result.state is State.FAILURE
     with pytest.raises(TaskError) as info:
         result.get(timeout=1)
-    assert info.value.type == "ConnectionError"
+    assert info.value.type == "RetriesExhausted"
+    assert info.value.message == "gave up after 3 attempts: ConnectionError: down"
+    assert "ConnectionError: down" in (info.value.traceback or "")
     letters = app.broker.dead_letters()
     assert len(letters) == 1
     assert "attempt 3" in letters[0].reason
@@ -216,8 +222,8 @@ def test_task_retry_with_an_exception_reports_that_exception(app: App) -> None:
     assert attempts == [1, 2, 3, 4]
     with pytest.raises(TaskError) as info:
         result.get(timeout=1)
-    assert info.value.type == "TimeoutError"
-    assert info.value.message == "upstream slow"
+    assert info.value.type == "RetriesExhausted"
+    assert info.value.message == "gave up after 4 attempts: TimeoutError: upstream slow"
 
 
 def test_task_retry_then_success(app: App) -> None:
@@ -278,3 +284,87 @@ def test_jitter_spreads_retries_out() -> None:
     rng = random.Random(99)
     delays = {backoff_delay(3, 1.0, 600.0, jitter=True, rng=rng) for _ in range(20)}
     assert len(delays) > 1
+
+
+# -- retries=None, retry_delay, is_last_attempt ---------------------------------------------
+
+
+def test_retries_none_retries_until_it_works(app: App) -> None:
+    # Given a task allowed to retry for ever, failing its first 12 attempts
+    seen: list[tuple[int, int | None, bool]] = []
+
+    @app.task(bind=True, retries=None, retry_delay=0)
+    def stubborn(task: TaskContext) -> str:
+        seen.append((task.attempt, task.max_attempts, task.is_last_attempt))
+        if task.attempt <= 12:
+            raise ConnectionError("down")
+        return "up"
+
+    result = stubborn.delay()
+    run_until_idle(app, timeout=10)
+
+    # Then it ran 13 times, never "on its last attempt", and succeeded
+    assert result.get(timeout=1) == "up"
+    assert [attempt for attempt, _, _ in seen] == list(range(1, 14))
+    assert all(most is None and not last for _, most, last in seen)
+
+
+def test_retry_delay_is_a_fixed_delay_instead_of_backoff(app: App) -> None:
+    @app.task(retries=3, retry_delay=600, backoff=1.0)
+    def flaky() -> None:
+        raise ConnectionError("down")
+
+    before = time.time()
+    result = flaky.delay()
+    run_until_idle(app, include_scheduled=False)
+
+    snapshot = result.snapshot()
+    assert snapshot.state is State.RETRY
+    assert snapshot.record is not None and snapshot.record.retry_at is not None
+    assert 599 <= snapshot.record.retry_at - before <= 601  # not backoff's 0.5-1 s
+
+
+def test_a_retries_0_task_that_asks_to_retry_knows_its_last_attempt(app: App) -> None:
+    # Given a task with retries=0 that retries itself while it may, then gives up cleanly
+    seen: list[tuple[int, int | None, bool]] = []
+
+    @app.task(bind=True)
+    def poll(task: TaskContext) -> str:
+        seen.append((task.attempt, task.max_attempts, task.is_last_attempt))
+        if task.is_last_attempt:
+            return "gave up cleanly"
+        task.retry(countdown=0)
+
+    result = poll.delay()
+    run_until_idle(app, timeout=10)
+
+    # Then is_last_attempt was True on the attempt after which retry() would be refused
+    assert seen == [(1, 4, False), (2, 4, False), (3, 4, False), (4, 4, True)]
+    assert result.get(timeout=1) == "gave up cleanly"
+
+
+def test_an_error_outside_retry_on_fails_with_that_error_not_retries_exhausted(
+        app: App) -> None:
+    @app.task(retries=3, retry_on=(ConnectionError,))
+    def picky() -> None:
+        raise ValueError("bad input")
+
+    result = picky.delay()
+    run_until_idle(app)
+
+    with pytest.raises(TaskError) as info:
+        result.get(timeout=1)
+    assert (info.value.type, info.value.message) == ("ValueError", "bad input")
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    ({"retries": -1}, "retries must be an int >= 0, or None to retry for ever"),
+    ({"retries": True}, "retries must be an int >= 0"),
+    ({"retry_delay": -5}, "retry_delay must be seconds >= 0 (or None)"),
+    ({"retry_delay": "10"}, "retry_delay must be seconds >= 0 (or None)"),
+    ({"backoff": float("nan")}, "backoff must be seconds >= 0"),
+])
+def test_bad_retry_options_are_refused_at_declaration(app: App, options: dict[str, Any],
+                                                      says: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(says)):
+        app.task(name="bad", **options)(lambda: None)

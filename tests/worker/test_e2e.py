@@ -87,7 +87,8 @@ def test_retries_give_up_after_the_last_one(tasks: ModuleType, start_worker: Sta
 
     with pytest.raises(TaskError) as caught:
         result.get(timeout=30)
-    assert caught.value.type == "ConnectionError"
+    assert caught.value.type == "RetriesExhausted"
+    assert "after 4 attempts: ConnectionError" in caught.value.message
     assert len(Path("flaky-never.log").read_text().splitlines()) == 4  # 1 + retries=3
     assert "attempt 4" in cli("dead", "list")
 
