@@ -323,3 +323,16 @@ def test_control_characters_from_the_store_are_shown_escaped_never_sent(
         output = invoke(*args).output
         assert "\x1b" not in output and "\x07" not in output
         assert "evil\\x1b]0;pwned\\x07" in output
+
+
+# -- worker ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["--prefetch", "--max-memory-per-child"])
+def test_worker_refuses_a_limit_below_one_in_one_line(tasks: ModuleType, option: str) -> None:
+    result = invoke("worker", "-A", MODULE, "-p", "1", option, "0")
+
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert errors == [f"Error: Invalid value for '{option}': 0 is not in the range x>=1."]
+    assert "conveyor worker for" not in result.output  # nothing started

@@ -15,6 +15,7 @@ import time
 from conveyor import App, Retry, TaskContext
 
 app = App("e2e")
+_hoard: list[bytes] = []  # what `hoard` keeps: memory that grows with every run
 
 
 def record(name: str, line: str) -> None:
@@ -84,6 +85,17 @@ def mark(key: str, seconds: float = 0.0) -> str:
         time.sleep(seconds)
     record("runs.log", f"{key} {os.getpid()}")
     return key
+
+
+@app.task
+def hoard(key: str, megabytes: int, seconds: float = 0.0) -> int:
+    """Keeps `megabytes` more of resident memory for the life of its process (a leak),
+    records its run like `mark`, and returns its process id."""
+    _hoard.append(b"\x01" * (megabytes * 2**20))  # written, so resident, not just mapped
+    if seconds:
+        time.sleep(seconds)
+    record("runs.log", f"{key} {os.getpid()}")
+    return os.getpid()
 
 
 @app.task(soft_time_limit=0.5, time_limit=5)

@@ -13,6 +13,7 @@ from conveyor.beat import DEFAULT_LEASE, Beat
 from conveyor.cli.options import with_app
 from conveyor.config import mask_url
 from conveyor.errors import ConveyorError
+from conveyor.worker.consumer import default_prefetch
 from conveyor.worker.supervisor import Supervisor, configure_logging
 
 
@@ -57,8 +58,16 @@ def parse_queues(value: str) -> list[str]:
               help="Worker processes [default: CPU count].")
 @click.option("-t", "--threads", type=click.IntRange(min=1), default=8, show_default=True,
               help="Threads per process (async tasks share one event loop per process).")
+@click.option("--prefetch", type=click.IntRange(min=1), default=None,
+              help="Tasks a process holds at most, running or reserved ahead of its "
+                   "threads [default: 2 x threads]. --prefetch 1 -t 1: a process never "
+                   "holds a task it can't start (long tasks).")
 @click.option("--max-tasks-per-child", type=click.IntRange(min=1), default=None,
               help="Replace a process after it ran this many tasks.")
+@click.option("--max-memory-per-child", type=click.IntRange(min=1), default=None,
+              metavar="MB",
+              help="Replace a process, warm, when its resident memory (RSS) is over this "
+                   "many MB after a task.")
 @click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds a warm shutdown waits for running tasks.")
 @click.option("--beat", "with_beat", is_flag=True,
@@ -69,9 +78,9 @@ def parse_queues(value: str) -> list[str]:
 @click.option("-l", "--loglevel", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 def worker(app: App, queues: str, processes: int | None, threads: int,
-           max_tasks_per_child: int | None, grace: float, with_beat: bool,
-           beat_lease: float,
-           loglevel: str) -> None:
+           prefetch: int | None, max_tasks_per_child: int | None,
+           max_memory_per_child: int | None, grace: float, with_beat: bool,
+           beat_lease: float, loglevel: str) -> None:
     """Run worker processes until SIGINT/SIGTERM (twice: don't wait for running tasks)."""
     configure_logging(loglevel)
     queue_list = parse_queues(queues)
@@ -81,21 +90,27 @@ def worker(app: App, queues: str, processes: int | None, threads: int,
         Beat(app, lease=beat_lease)  # a schedule naming an unknown task fails here, not later
     check_store(app)
     user_tasks = [name for name in app.tasks if not name.startswith("conveyor.")]  # not builtins
+    recycle = [f"after {max_tasks_per_child} task(s)"] if max_tasks_per_child else []
+    recycle += [f"over {max_memory_per_child} MB"] if max_memory_per_child else []
     click.echo(
         f"conveyor worker for {app.name}: {mask_url(app.settings.broker_url)}, "
         f"queues {','.join(queue_list)}, {processes} process(es) x {threads} thread(s), "
-        f"{len(user_tasks)} task(s) registered" + (", with beat" if with_beat else ""),
+        f"prefetch {prefetch or default_prefetch(threads)}, "
+        f"{len(user_tasks)} task(s) registered" + (", with beat" if with_beat else "")
+        + (f", processes replaced {' or '.join(recycle)}" if recycle else ""),
         err=True,
     )
     spec = click.get_current_context().meta.get("conveyor.app_spec")
     if spec:  # hand over to a lean supervisor process (see conveyor/worker/__main__.py)
         options = {"queues": queue_list, "processes": processes, "threads": threads,
-                   "max_tasks_per_child": max_tasks_per_child, "grace": grace,
+                   "prefetch": prefetch, "max_tasks_per_child": max_tasks_per_child,
+                   "max_memory_per_child": max_memory_per_child, "grace": grace,
                    "beat_lease": beat, "loglevel": loglevel}
         sys.stderr.flush()
         os.execv(sys.executable, [sys.executable, "-m", "conveyor.worker", spec,
                                   json.dumps(options)])
-    supervisor = Supervisor(app, queue_list, processes, threads,
-                            max_tasks_per_child=max_tasks_per_child, grace=grace,
+    supervisor = Supervisor(app, queue_list, processes, threads, prefetch=prefetch,
+                            max_tasks_per_child=max_tasks_per_child,
+                            max_memory_per_child=max_memory_per_child, grace=grace,
                             beat_lease=beat)
     raise SystemExit(supervisor.run())

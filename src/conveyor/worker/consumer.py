@@ -39,13 +39,19 @@ BUSY_WAIT = 0.05  # how long a reserve blocks for more work while tasks are runn
 FULL_POLL = 0.1  # how often progress reports are written at least, and flags looked at
 
 
+def default_prefetch(threads: int) -> int:
+    """How many tasks a worker process holds at most (reserved, running or finishing),
+    unless told otherwise (`conveyor worker --prefetch N`)."""
+    return max(2, 2 * threads)
+
+
 class Consumer:
     def __init__(self, app: App, queues: Sequence[str], threads: int,
                  prefetch: int | None = None,
                  on_thread_death: Callable[[str], None] | None = None) -> None:
         self.app = app
         self.queues = list(queues)
-        self.prefetch = prefetch or max(2, 2 * threads)
+        self.prefetch = prefetch or default_prefetch(threads)
         self.on_thread_death = on_thread_death
         self.dead_thread: str | None = None  # a thread of this consumer that died
         self.executor = Executor(app, self._post_record, self._ack_now)

@@ -45,12 +45,19 @@ class Supervisor:
         threads: int = 8,
         *,
         max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
+        prefetch: int | None = None,
         grace: float = 30.0,
         on_child_start: Callable[[], None] | None = None,
         beat_lease: float | None = None,
     ) -> None:
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
+        if prefetch is not None and prefetch < 1:
+            raise ValueError(f"prefetch must be >= 1, got {prefetch}")
+        if max_memory_per_child is not None and max_memory_per_child < 1:
+            raise ValueError(f"max_memory_per_child must be >= 1 (MB), got "
+                             f"{max_memory_per_child}")
         # An App, or a function that makes one in each worker process after fork():
         # then this process never imports the user's code or a broker driver.
         self.app = app
@@ -58,6 +65,8 @@ class Supervisor:
         self.processes = processes
         self.threads = threads
         self.max_tasks_per_child = max_tasks_per_child
+        self.max_memory_per_child = max_memory_per_child  # MB of RSS, checked after tasks
+        self.prefetch = prefetch  # tasks a process reserves; None: the Consumer's default
         self.grace = grace
         self.on_child_start = on_child_start
         self.beat_lease = beat_lease  # with a lease: run a beat in a process of its own
@@ -169,6 +178,7 @@ class Supervisor:
         from conveyor.worker.worker import Worker
 
         worker = Worker(self._app(), self.queues, self.threads, max_tasks=self.max_tasks_per_child,
+                        max_memory_mb=self.max_memory_per_child, prefetch=self.prefetch,
                         grace=self.grace, supervised=True)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -176,7 +186,7 @@ class Supervisor:
         signal.signal(COLD, lambda *_: worker.stop(cold=True))
         if self.on_child_start is not None:
             self.on_child_start()
-        logger.info("worker %s started: queues %s, %d threads", worker.id,
-                    ",".join(self.queues), self.threads)
+        logger.info("worker %s started: queues %s, %d threads, prefetch %d", worker.id,
+                    ",".join(self.queues), self.threads, worker.consumer.prefetch)
         worker.run()
         return 0

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("conveyor.worker")
 
 HEARTBEAT_TICK = 0.1
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 WORKER_TTL = 15.0
 
 
@@ -41,15 +44,21 @@ class Worker:
         grace: float = 30.0,
         supervised: bool = False,
         prefetch: int | None = None,
+        max_memory_mb: int | None = None,
     ) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
+        if prefetch is not None and prefetch < 1:
+            raise ValueError(f"prefetch must be >= 1, got {prefetch}")
+        if max_memory_mb is not None and max_memory_mb < 1:
+            raise ValueError(f"max_memory_mb must be >= 1, got {max_memory_mb}")
         self.app = app
         self.consumer = Consumer(app, queues, threads, prefetch,
                                  on_thread_death=self._thread_died)
         self.queues = tuple(queues)
         self.threads = threads
         self.max_tasks = max_tasks
+        self.max_memory_mb = max_memory_mb
         self.grace = grace
         self.supervised = supervised
         self.parent_pid = os.getppid()
@@ -92,6 +101,11 @@ class Worker:
 
     def _loop(self, burst: bool) -> None:
         consumer = self.consumer
+        measured = 0  # tasks finished when the memory was last measured
+        if self.max_memory_mb is not None and (rss := resident_mb()) > self.max_memory_mb:
+            logger.warning("worker %s starts at %.0f MB (RSS), already over its limit of %d "
+                           "MB: it will be replaced after each batch of tasks", self.id, rss,
+                           self.max_memory_mb)
         while not consumer.stopping.is_set():
             try:
                 consumer.step(IDLE_WAIT if not burst else 0.0)
@@ -105,6 +119,13 @@ class Worker:
             if self.max_tasks is not None and consumer.processed >= self.max_tasks:
                 logger.info("worker %s processed %d tasks: recycling", self.id, consumer.processed)
                 self.stop()
+            elif self.max_memory_mb is not None and consumer.processed != measured:
+                measured = consumer.processed  # after tasks finished, not on every idle step
+                rss = resident_mb()
+                if rss > self.max_memory_mb:
+                    logger.info("worker %s uses %.0f MB (RSS), over its limit of %d MB: "
+                                "recycling", self.id, rss, self.max_memory_mb)
+                    self.stop()
 
     def _shut_down(self) -> None:
         handed_back = self.consumer.shut_down(self.grace, cancel=self._cold)
@@ -167,6 +188,18 @@ class Worker:
         self._deregister()
         logging.shutdown()
         os._exit(EXIT_HARD_LIMIT)
+
+
+def resident_mb() -> float:
+    """This process's resident memory (RSS) now, in MB (2**20 bytes): from
+    /proc/self/statm on Linux; elsewhere the peak so far, all `resource` tells."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            pages = int(f.read().split()[1])
+        return pages * PAGE_SIZE / 2**20
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB; bytes on macOS
+        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 class Outage:

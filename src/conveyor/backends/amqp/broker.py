@@ -48,7 +48,8 @@ SETTLE = 0.05  # how long a new consumer waits for RabbitMQ's first push of read
 # RabbitMQ's window (basic.qos) is this many times the slots a reserve asked for: the next
 # batch has arrived by the time tasks end. Measured on no-op tasks, -p 1 -t 8: 1x 3,570/s,
 # 2x 4,170/s, 4x no better. The messages ahead wait in the process, given back (in their
-# place) if it stops asking for them; revoke can't reach them meanwhile.
+# place) if it stops asking for them; revoke can't reach them meanwhile. A reserve of 1
+# (`--prefetch 1`, long tasks) gets a window of 1: nothing waits behind a running task.
 AHEAD = 2
 
 
@@ -162,7 +163,7 @@ class AmqpBroker:
             if queue in self._subscriptions:
                 continue
             sub = Subscription(queue, channel, n)
-            await channel.basic_qos(prefetch_count=AHEAD * n)
+            await channel.basic_qos(prefetch_count=n if n == 1 else AHEAD * n)
             expected += min(n, await count(channel, self.names.ready(queue)))
             ok = await channel.basic_consume(self.names.ready(queue),
                                              self._arrival(session, sub))
