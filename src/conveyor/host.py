@@ -30,8 +30,17 @@ class Registered(Protocol):
         """Raise TypeError, naming the task, when the arguments don't fit its signature."""
 
 
+class OptionChecks(Protocol):
+    """The App's middleware, as a task sees it: what checks options a call overrides."""
+
+    def validate_options(self, task_name: str, options: dict[str, Any]) -> None: ...
+
+
 class Host(Protocol):
     """An App, as its tasks and workflows see it."""
+
+    @property
+    def middleware(self) -> OptionChecks: ...
 
     @property
     def tasks(self) -> Mapping[str, Registered]: ...

@@ -67,7 +67,9 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     towards, `link_error` runs if it fails for good. `once` asks the worker to run this
     id at most once even if it was published twice (workflow steps and beat ticks are
     published by a worker or beat that may die between publishing and recording it).
-    `unique` is the unique-task key to free when the task ends.
+    `unique` is the unique-task key to free when the task ends. `options` holds the
+    task options this call overrides (`apply_async(retries=5, time_limit=30)`), which
+    the middleware owning them read through `Execution.option`.
     """
 
     v: int = PROTOCOL_VERSION
@@ -87,6 +89,7 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     link_error: list[Call] = msgspec.field(default_factory=list)
     once: bool = False
     unique: str | None = None
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def next_attempt(self, eta: float) -> Message:
         return msgspec.structs.replace(self, attempt=self.attempt + 1, eta=eta)

@@ -17,6 +17,7 @@ import msgspec
 
 from conveyor.canvas import Signature, error_handlers
 from conveyor.context import TaskContext, current_task
+from conveyor.errors import ConfigurationError
 from conveyor.host import Host
 from conveyor.message import Message, check_arguments, new_id, now
 from conveyor.options import (
@@ -30,7 +31,16 @@ from conveyor.result import AsyncResult
 
 P = ParamSpec("P")
 R = TypeVar("R")
-MESSAGE_OPTIONS = ("countdown", "eta", "expires", "priority", "queue")
+MESSAGE_OPTIONS = ("countdown", "eta", "expires", "priority", "queue", "retries", "time_limit",
+                   "soft_time_limit", "headers")
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+UNSET: Any = _Unset()  # `retries=None` means "for ever": "not given" needs its own value
 
 
 def unique_claim(key: str) -> str:
@@ -108,19 +118,27 @@ class Task(Generic[P, R]):
         task_id: str | None = None,
         unique_key: str | None = None,
         link_error: Signature[Any] | Sequence[Signature[Any]] | None = None,
+        retries: int | None = UNSET,
+        time_limit: float | None = UNSET,
+        soft_time_limit: float | None = UNSET,
+        headers: Mapping[str, str] | None = None,
     ) -> AsyncResult[R]:
         """Enqueue with per-call options: `countdown` seconds or an `eta` datetime to run
         later, `expires` (seconds or datetime) after which it is revoked unrun,
         `priority` 0..9, another `queue`, or your own `task_id`. With `unique_key`, while
         a task with that key is pending or running this returns that task's result
         instead of enqueuing another. `link_error=handler.s()` calls the handler with this
-        task's id if it fails for good.
+        task's id if it fails for good. `retries`, `time_limit` and `soft_time_limit`
+        override the task's for this call; `headers` (str to str) reach the task as
+        `task.headers`.
 
         Raises TypeError when the arguments don't fit the function, SerializationError
         when one can't be sent as JSON, MessageTooLarge, BrokerUnavailable.
         """
         message = self.message(args, kwargs, countdown=countdown, eta=eta, expires=expires,
-                               priority=priority, queue=queue, task_id=task_id)
+                               priority=priority, queue=queue, task_id=task_id,
+                               retries=retries, time_limit=time_limit,
+                               soft_time_limit=soft_time_limit, headers=headers)
         if link_error is not None:
             message = msgspec.structs.replace(message, link_error=error_handlers(link_error))
         if unique_key is None and self.options.unique_for is not None:
@@ -202,6 +220,10 @@ class Task(Generic[P, R]):
         priority: int | None = None,
         queue: str | None = None,
         task_id: str | None = None,
+        retries: int | None = UNSET,
+        time_limit: float | None = UNSET,
+        soft_time_limit: float | None = UNSET,
+        headers: Mapping[str, str] | None = None,
     ) -> Message:
         """Build (not send) the message for one call, validating everything first."""
         if not isinstance(args, list | tuple):
@@ -224,7 +246,30 @@ class Task(Generic[P, R]):
             eta=run_at,
             expires=to_timestamp(expires, "expires", relative=True),
             created=created,
+            headers=check_headers(headers) if headers else {},
+            options=self._overrides({"retries": retries, "time_limit": time_limit,
+                                     "soft_time_limit": soft_time_limit}),
         )
+
+    def _overrides(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The task options this call overrides, checked as a declaration would be (with
+        the task's others: a soft limit must stay below the hard one)."""
+        given = {k: v for k, v in given.items() if v is not UNSET}
+        if not given:
+            return {}
+        merged = {**self.options.middleware, **given}
+        try:
+            self.app.middleware.validate_options(self.name, merged)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
+        return {k: merged[k] for k in given}
+
+
+def check_headers(headers: object) -> dict[str, str]:
+    if not isinstance(headers, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise TypeError(f"headers must map str to str, got {headers!r}")
+    return dict(headers)
 
 
 class AsyncTask(Task[P, R]):

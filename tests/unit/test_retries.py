@@ -368,3 +368,53 @@ def test_bad_retry_options_are_refused_at_declaration(app: App, options: dict[st
                                                       says: str) -> None:
     with pytest.raises(ConfigurationError, match=re.escape(says)):
         app.task(name="bad", **options)(lambda: None)
+
+
+# -- per-call overrides -------------------------------------------------------------------
+
+
+def test_a_call_can_allow_more_retries_than_the_task(app: App) -> None:
+    seen: list[tuple[int, int | None]] = []
+
+    @app.task(bind=True, backoff=0.001, jitter=False)  # retries=0: fails at once
+    def flaky(task: TaskContext) -> str:
+        seen.append((task.attempt, task.max_attempts))
+        if task.attempt < 4:
+            raise ConnectionError("down")
+        return "up"
+
+    plain = flaky.delay()
+    run_until_idle(app)
+    generous = flaky.apply_async(retries=5)
+    run_until_idle(app, timeout=10)
+
+    assert plain.state is State.FAILURE  # the task's own policy for the plain call
+    assert generous.get(timeout=1) == "up"  # 3 failures, retried under this call's policy
+    assert seen == [(1, 4), (1, 6), (2, 6), (3, 6), (4, 6)]
+
+
+def test_headers_given_to_a_call_reach_the_task(app: App) -> None:
+    @app.task(bind=True)
+    def whose(task: TaskContext) -> str:
+        return task.headers["tenant"]
+
+    result = whose.apply_async(headers={"tenant": "acme"})
+    run_until_idle(app)
+
+    assert result.get(timeout=1) == "acme"
+
+
+@pytest.mark.parametrize(("options", "error", "says"), [
+    ({"retries": -1}, ValueError, "retries must be an int >= 0, or None"),
+    ({"time_limit": 0}, ValueError, "time_limit must be seconds > 0"),
+    ({"soft_time_limit": 90}, ValueError, "soft_time_limit (90) must be below time_limit (60)"),
+    ({"headers": {"tenant": 7}}, TypeError, "headers must map str to str"),
+])
+def test_bad_per_call_options_are_refused_before_anything_is_sent(
+        app: App, options: dict[str, Any], error: type[Exception], says: str) -> None:
+    @app.task(time_limit=60)
+    def work() -> None: ...
+
+    with pytest.raises(error, match=re.escape(says)):
+        work.apply_async(**options)
+    assert app.broker.stats()["default"].ready == 0

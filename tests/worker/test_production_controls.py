@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from conveyor import State
+from conveyor import State, TaskError
 from tests.chaos.helpers import account, runs, wait_all_succeeded
 from tests.conftest import WorkerProcess
 
@@ -100,3 +100,19 @@ def test_prefetch_1_on_rabbitmq_leaves_the_rest_ready_in_rabbitmq(
     pending = wait_all_succeeded(tasks.app, results, timeout=30)
     assert pending == [], account(tasks.app, pending)
     assert runs(project) == {f"r{i}": 1 for i in range(4)}
+
+
+def test_a_per_call_time_limit_stops_that_call_only(
+    tasks: ModuleType, start_worker: Start, project: Path
+) -> None:
+    # Given a task without time limits, called once with a hard limit of 1 s
+    start_worker("-p", "1", "-t", "2")
+    limited = tasks.sleep.apply_async((30.0,), time_limit=1.0)
+    unlimited = tasks.sleep.apply_async((2.5,))
+
+    # Then that call is stopped and fails with TimeLimitExceeded; the other one, which
+    # took longer than 1 s, is untouched (handed back if it shared the replaced process)
+    with pytest.raises(TaskError) as caught:
+        limited.get(timeout=30)
+    assert caught.value.type == "TimeLimitExceeded"
+    assert unlimited.get(timeout=30) == 2.5

@@ -39,6 +39,12 @@ class Execution:
     started: float
     deadline: float | None = None
 
+    def option(self, name: str) -> Any:
+        """A task option as this call sees it: what the call gave
+        (`apply_async(retries=5)`), else what the task was declared with."""
+        overrides = self.message.options
+        return overrides[name] if name in overrides else self.task.options[name]
+
 
 @dataclass
 class Outcome:

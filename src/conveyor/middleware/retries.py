@@ -18,17 +18,34 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from conveyor.errors import ConfigurationError, RetriesExhausted, Retry
 from conveyor.middleware.base import Execution, Middleware, Outcome
-from conveyor.options import TaskOptions
 
 DEFAULT_RETRY_ON_RETRIES = 3
 DEFAULT_EXPLICIT_RETRIES = 3
+RETRY_OPTIONS = frozenset({"retries", "retry_on", "retry_delay", "backoff", "backoff_max",
+                           "jitter"})
 
 
-def max_retries(options: TaskOptions) -> int | None:
+class Options(Protocol):
+    """Task options by name: a task's (`TaskOptions`) or one call's (`CallOptions`)."""
+
+    def __getitem__(self, name: str) -> Any: ...
+
+
+class CallOptions:
+    """The options one execution sees: the call's overrides, else the task's."""
+
+    def __init__(self, execution: Execution) -> None:
+        self.execution = execution
+
+    def __getitem__(self, name: str) -> Any:
+        return self.execution.option(name)
+
+
+def max_retries(options: Options) -> int | None:
     """How many retries a task's options allow for ordinary exceptions (None: no end)."""
     retries = options["retries"]
     if retries is None or retries:
@@ -36,10 +53,16 @@ def max_retries(options: TaskOptions) -> int | None:
     return DEFAULT_RETRY_ON_RETRIES if options["retry_on"] else 0
 
 
-def explicit_retries(options: TaskOptions) -> int | None:
+def explicit_retries(options: Options) -> int | None:
     """How many times `raise Retry()` may run a task again (None: no end)."""
     allowed = max_retries(options)
     return DEFAULT_EXPLICIT_RETRIES if allowed == 0 else allowed
+
+
+def attempts(options: Options) -> int | None:
+    """The last attempt a retry may reach (None: no end)."""
+    allowed = explicit_retries(options)
+    return None if allowed is None else 1 + allowed
 
 
 def backoff_delay(attempt: int, backoff: float, backoff_max: float, jitter: bool,
@@ -86,16 +109,18 @@ class Retries(Middleware):
 
     def before_execute(self, execution: Execution) -> None:
         task = execution.task
-        if task.name not in self._attempts:
-            allowed = explicit_retries(task.options)
-            self._attempts[task.name] = None if allowed is None else 1 + allowed
-        execution.context.max_attempts = self._attempts[task.name]
+        if RETRY_OPTIONS.isdisjoint(execution.message.options):
+            if task.name not in self._attempts:
+                self._attempts[task.name] = attempts(task.options)
+            execution.context.max_attempts = self._attempts[task.name]
+        else:  # this call has retry options of its own
+            execution.context.max_attempts = attempts(CallOptions(execution))
 
     def after_execute(self, execution: Execution, outcome: Outcome) -> None:
         error = outcome.error
         if error is None:
             return
-        options = execution.task.options
+        options = CallOptions(execution)
         attempt = execution.message.attempt
         if isinstance(error, Retry):
             allowed = explicit_retries(options)

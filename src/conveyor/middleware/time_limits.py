@@ -83,10 +83,10 @@ class TimeLimits(Middleware):
             )
 
     def before_execute(self, execution: Execution) -> None:
-        hard = execution.task.options["time_limit"]
+        hard = execution.option("time_limit")
         if hard is not None:
             execution.deadline = time.monotonic() + hard
-        limit = execution.task.options["soft_time_limit"]
+        limit = execution.option("soft_time_limit")
         if limit is None:
             return
         task = _current_asyncio_task()
@@ -108,7 +108,7 @@ class TimeLimits(Middleware):
             watched = self._watched.pop(id(execution), None)
         cancelled = sys.modules["asyncio"].CancelledError if "asyncio" in sys.modules else ()
         if watched is not None and watched.fired and isinstance(outcome.error, cancelled):
-            limit = execution.task.options["soft_time_limit"]
+            limit = execution.option("soft_time_limit")
             outcome.error = TimeLimitExceeded(f"soft time limit of {limit} s exceeded")
 
     def _watch(self) -> None:
