@@ -132,9 +132,16 @@ class Database:
     def _create_private(self) -> None:
         """Create the file readable by its owner only (0600): it holds task arguments and
         results. SQLite gives the -wal and -shm files the same mode. An existing file
-        keeps the mode it has."""
+        keeps the mode it has, and is not opened here: closing any descriptor of the
+        file drops every POSIX lock this process holds on it, those of its open
+        connections too, and then another process closing its last connection deletes
+        the WAL they still use (they would see no more commits, and lose their own)."""
+        if os.path.exists(self.path):
+            return
         try:
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            return  # another process made it just now
         except OSError as exc:
             raise BrokerUnavailable(
                 f"can't create the SQLite store {self.url!r} (file {self.path}): {exc}; "
