@@ -22,9 +22,16 @@ from conveyor.flow import COLLECT_TASK, collect
 from conveyor.lifecycle import admin
 from conveyor.message import Envelope, Message, new_id, now, seal
 from conveyor.middleware import Middleware, MiddlewareStack, default_middleware
-from conveyor.options import check_priority, check_queue, check_task_id, to_timestamp
+from conveyor.options import (
+    TaskOptions,
+    check_priority,
+    check_queue,
+    check_task_id,
+    to_timestamp,
+)
 from conveyor.periodic import PeriodicTask, from_config
 from conveyor.result import AsyncResult
+from conveyor.routing import Controls
 from conveyor.store import Coordination, ResultStore
 
 
@@ -34,7 +41,9 @@ class App(Declarer):
     ``App("shop")`` uses ``$CONVEYOR_BROKER_URL``, else ``sqlite:///conveyor.db`` in the
     working directory; results and coordination go to the broker's own store unless
     ``results=`` (or ``$CONVEYOR_RESULTS_URL``) says otherwise. `middleware` runs after
-    the built-in retries and time limits (docs/middleware.md).
+    the built-in retries and time limits (docs/middleware.md). `task_defaults` (any task
+    option) and `routes` (task-name globs to a queue and/or priority) apply to every task
+    (docs/routing.md).
     """
 
     # Integrations whose configuration isn't readable yet when the App is defined
@@ -53,6 +62,8 @@ class App(Declarer):
         result_ttl: float | None = None,
         middleware: Sequence[Middleware] = (),
         beat_schedule: Mapping[str, Mapping[str, Any]] | None = None,
+        task_defaults: Mapping[str, Any] | None = None,
+        routes: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"App needs a non-empty name, got {name!r}")
@@ -60,13 +71,15 @@ class App(Declarer):
         self._options: dict[str, Any] = {
             "broker": broker, "results": results, "signing_key": signing_key,
             "max_message_size": max_message_size, "lease_seconds": lease_seconds,
-            "result_ttl": result_ttl,
+            "result_ttl": result_ttl, "task_defaults": task_defaults, "routes": routes,
         }
-        self._settings: Settings | None = None
-        if not self.lazy_settings:
-            self._settings = self.resolve_settings()
         self.middleware = MiddlewareStack([*default_middleware(), *middleware])
         self.tasks = {}
+        self._declared: dict[str, dict[str, Any]] = {}  # each task's own options
+        self.controls = Controls(self.middleware)  # none until the settings are read
+        self._settings: Settings | None = None
+        if not self.lazy_settings:
+            self.settings  # noqa: B018 - resolves, checks and applies them now
         self.schedules: dict[str, PeriodicTask] = {}  # periodic tasks, by schedule name
         self.register(collect, name=COLLECT_TASK)  # ends groups inside workflows
         self.on_publish: Callable[[App], None] | None = None  # set by conveyor.testing.eager
@@ -83,7 +96,10 @@ class App(Declarer):
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = self.resolve_settings()
+            settings = self.resolve_settings()
+            self.configure_tasks(Controls(self.middleware, settings.task_defaults,
+                                          settings.routes))
+            self._settings = settings
         return self._settings
 
     def resolve_settings(self) -> Settings:
@@ -91,6 +107,24 @@ class App(Declarer):
         are checked now; a driver is imported on first use (a worker's
         supervisor never uses it, and redis-py with ssl would cost every process MBs)."""
         return check_urls(resolve_settings(self.name, **self._options))
+
+    # -- task defaults and routes ------------------------------------------------------
+
+    def task_options(self, name: str, declared: dict[str, Any]) -> TaskOptions:
+        """A task's options: its own over `task_defaults`, its route over both, resolved
+        now, once, so `delay()` matches no glob."""
+        options = self.controls.options(name, declared, self.middleware)
+        self._declared[name] = declared
+        return options
+
+    def configure_tasks(self, controls: Controls) -> None:
+        """Apply `controls` to the tasks registered so far (declared before the settings
+        were read, as a `DjangoApp`'s can be) and to those registered from now on."""
+        resolved = {name: controls.options(name, self._declared[name], self.middleware)
+                    for name in self.tasks if name in self._declared}
+        for name, options in resolved.items():
+            self.tasks[name].options = options
+        self.controls = controls
 
     # -- connections -----------------------------------------------------------------
 
@@ -190,7 +224,8 @@ class App(Declarer):
         task_id: str | None = None,
     ) -> AsyncResult[Any]:
         """Enqueue a task by name, from code that can't import it. Unknown names are not
-        an error here (the worker may know them); on the worker they end FAILURE."""
+        an error here (the worker may know them); on the worker they end FAILURE. The
+        App's routes and `task_defaults` place them as they would a registered task."""
         task = self.tasks.get(name)
         if task is not None:
             return task.apply_async(args, kwargs, countdown=countdown, eta=eta,
@@ -198,10 +233,13 @@ class App(Declarer):
                                     task_id=task_id)
         if countdown is not None and eta is not None:
             raise ValueError("give either countdown or eta, not both")
+        self.settings  # noqa: B018 - a lazy App reads its routes first
+        routed_queue, routed_priority = self.controls.placement(name)
         message = Message(
             id=check_task_id(task_id) or new_id(), task=name, args=list(args),
             kwargs=dict(kwargs or {}),
-            queue=check_queue(queue or "default"), priority=check_priority(priority or 0),
+            queue=routed_queue if queue is None else check_queue(queue),
+            priority=routed_priority if priority is None else check_priority(priority),
             eta=to_timestamp(countdown, "countdown", True) or to_timestamp(eta, "eta", False),
             expires=to_timestamp(expires, "expires", True), created=now(),
         )

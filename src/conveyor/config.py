@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from conveyor.errors import ConfigurationError
 
@@ -38,6 +39,10 @@ class Settings:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     result_ttl: float = DEFAULT_RESULT_TTL
+    # As given: the App checks them against its middleware's options (conveyor.routing).
+    task_defaults: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
+    routes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False,
+                                                    hash=False)
 
     def __post_init__(self) -> None:
         if self.max_message_size <= 0:
@@ -88,9 +93,13 @@ def resolve_settings(
     max_message_size: int | None = None,
     lease_seconds: float | None = None,
     result_ttl: float | None = None,
+    task_defaults: Mapping[str, Any] | None = None,
+    routes: Mapping[str, Mapping[str, Any]] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Apply the precedence: explicit argument, then ``CONVEYOR_*`` variable, then default."""
+    """Apply the precedence: explicit argument, then ``CONVEYOR_*`` variable, then default.
+    `task_defaults` and `routes` have no variable: they come from code or a framework's
+    configuration."""
     env = os.environ if env is None else env
     if isinstance(signing_key, str):
         keys: tuple[str, ...] = (signing_key,)
@@ -111,4 +120,6 @@ def resolve_settings(
         max_message_size=int(size) if size else DEFAULT_MAX_MESSAGE_SIZE,
         lease_seconds=lease or DEFAULT_LEASE_SECONDS,
         result_ttl=ttl or DEFAULT_RESULT_TTL,
+        task_defaults={} if task_defaults is None else task_defaults,
+        routes={} if routes is None else routes,
     )

@@ -18,7 +18,7 @@ from conveyor.context import TaskContext
 from conveyor.errors import ConfigurationError, did_you_mean
 from conveyor.host import Host
 from conveyor.middleware.base import MiddlewareStack
-from conveyor.options import CORE_OPTIONS, TaskOptions, check_core_options
+from conveyor.options import CORE_OPTIONS, TaskOptions, build_options, check_core_options
 from conveyor.periodic import PeriodicDecorator, PeriodicTask, add
 from conveyor.task import AsyncTask, Task
 
@@ -137,14 +137,16 @@ class Declarer:
                 f"a task named {name!r} is already registered (by "
                 f"{self.tasks[name].fn.__module__}): give one of them name=..."
             )
-        owned = self.middleware.options
-        task_options = TaskOptions(
-            name=name, **{k: v for k, v in options.items() if k in CORE_OPTIONS},
-            middleware={**owned, **{k: v for k, v in options.items() if k in owned}})
+        task_options = self.task_options(name, options)
         cls = self.async_task_class if inspect.iscoroutinefunction(fn) else self.task_class
         task: Task[Any, Any] = cls(cast(Host, self), fn, task_options)
         self.tasks[name] = task
         return task
+
+    def task_options(self, name: str, declared: dict[str, Any]) -> TaskOptions:
+        """The options of task `name`, from what it was declared with (checked). An App
+        adds its `task_defaults` and routes (conveyor.routing)."""
+        return build_options(name, declared, self.middleware.options)
 
     def periodic(
         self,

@@ -43,6 +43,15 @@ class TaskOptions:
 CORE_OPTIONS = frozenset(f.name for f in fields(TaskOptions)) - {"middleware"}
 
 
+def build_options(name: str, options: Mapping[str, Any], owned: Mapping[str, Any]
+                  ) -> TaskOptions:
+    """The `TaskOptions` of checked `options`: the core ones as fields, those a middleware
+    owns (`owned`: each with its default) in `middleware`."""
+    return TaskOptions(
+        name=name, **{k: v for k, v in options.items() if k in CORE_OPTIONS},
+        middleware={**owned, **{k: v for k, v in options.items() if k in owned}})
+
+
 def check_priority(priority: object) -> int:
     if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 9:
         raise ValueError(f"priority must be an int from 0 to 9 (9 runs first), got {priority!r}")

@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.db import transaction
 from django.test import override_settings
 
+from conveyor import App
 from conveyor.contrib.django import DjangoApp, project_app
 from conveyor.contrib.django.config import parse
 from conveyor.errors import ConfigurationError
@@ -54,6 +55,7 @@ def test_the_project_app_is_loaded_from_settings_and_finds_tasks_py() -> None:
     ({"BROKER": "redis://"}, "did you mean 'BROKER_URL'"),
     ({"APP": "proj.conveyor"}, "'module:attribute'"),
     ({"ENQUEUE_ON_COMMIT": "yes"}, "True or False"),
+    ({"ROUTE": {}}, "did you mean 'ROUTES'"),
     ("redis://", "must be a dict"),
 ])
 def test_bad_settings_are_clear_errors(config: Any, message: str) -> None:
@@ -76,6 +78,74 @@ def test_settings_are_read_on_first_use_not_at_definition() -> None:
         app = DjangoApp("late")  # defining it reads nothing
         with pytest.raises(ConfigurationError, match="no scheme"):
             app.settings  # noqa: B018
+
+
+def test_task_defaults_and_routes_come_from_settings() -> None:
+    app = DjangoApp("routed")  # settings are read on first use, after these are declared
+
+    @app.task(name="emails.welcome")
+    def welcome() -> None: ...
+
+    @app.task(name="shop.tidy", retries=0)
+    def tidy() -> None: ...
+
+    with override_settings(CONVEYOR={
+            "BROKER_URL": "memory://", "TASK_DEFAULTS": {"retries": 4, "time_limit": 60},
+            "ROUTES": {"emails.*": {"queue": "emails", "priority": 3}}}):
+        sent = welcome.delay()  # the first use: reads the settings, then routes this call
+
+        @app.task(name="emails.receipt")
+        def receipt() -> None: ...
+
+        receipt.delay()
+        tidy.delay()
+        stats = app.broker.stats()
+        assert (stats["emails"].ready, stats["default"].ready) == (2, 1)
+        routed = {d.id: d.priority for d in app.broker.reserve(["emails"], 10, 0)}
+        assert routed[sent.id] == 3 and set(routed.values()) == {3}
+        assert welcome.options["retries"] == receipt.options["retries"] == 4
+        assert welcome.options["time_limit"] == 60
+        assert tidy.options["retries"] == 0
+        explicit = DjangoApp("mine", routes={"emails.*": {"queue": "mine"}})  # wins
+        explicit.register(lambda: None, name="emails.x").delay()
+        assert set(explicit.broker.stats()) == {"default", "mine"}
+    app.close()
+    explicit.close()
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"TASK_DEFAULTS": {"retrys": 3}}, "task_defaults: unknown option 'retrys'; did you "
+                                       "mean 'retries'"),
+    ({"ROUTES": {"emails.*": {"priority": 11}}}, r"routes\['emails.\*'\]: priority"),
+])
+def test_bad_defaults_or_routes_in_settings_fail_at_first_use(config: dict[str, Any],
+                                                               message: str) -> None:
+    with override_settings(CONVEYOR={"BROKER_URL": "memory://", **config}):
+        app = DjangoApp("bad")
+        with pytest.raises(ConfigurationError, match=message):
+            app.settings  # noqa: B018
+
+
+# For a django.tasks backend with OPTIONS = {"APP": "tests.django.test_django_app:quiet_app"}
+quiet_app = App("dj-quiet", broker="memory://", task_defaults={"ignore_result": True})
+
+
+def test_an_apps_task_defaults_keep_django_task_results(settings: Any) -> None:
+    pytest.importorskip("django.tasks")
+    from django.tasks import TaskResultStatus
+
+    from conveyor.contrib.django.testing import run_worker
+    from tests.django import dj_tasks
+
+    settings.TASKS = {**settings.TASKS, "quiet": {
+        "BACKEND": "conveyor.contrib.django.backend.ConveyorBackend",
+        "OPTIONS": {"APP": "tests.django.test_django_app:quiet_app"}}}
+    result = dj_tasks.add.using(backend="quiet").enqueue(1, 2)
+
+    assert run_worker("quiet") == 1
+
+    result.refresh()  # get_result reads what the task stored: ignore_result doesn't apply
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 3
 
 
 def test_delay_on_commit_waits_for_the_commit(app: DjangoApp) -> None:

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from flask import Flask, current_app, g
@@ -267,3 +268,56 @@ def test_eager_mode_runs_tasks_from_views(conveyor: Conveyor) -> None:
 
     with eager(app):
         assert flask_app.test_client().post("/signup").text == "welcome ada@example.com from shop"
+
+
+def test_task_defaults_and_routes_come_from_the_config(conveyor: Conveyor) -> None:
+    @conveyor.task(name="emails.welcome")
+    def welcome() -> str:  # declared before any Flask app exists
+        return "sent"
+
+    @conveyor.task(name="shop.tidy", retries=0)
+    def tidy() -> None: ...
+
+    shop = make_flask("shop", CONVEYOR_TASK_DEFAULTS={"retries": 4, "time_limit": 60},
+                      CONVEYOR_ROUTES={"emails.*": {"queue": "emails", "priority": 3}})
+    app = conveyor.init_app(shop)
+
+    @conveyor.task(name="emails.receipt")
+    def receipt() -> None: ...  # declared after init_app
+
+    for name in ("emails.welcome", "emails.receipt"):
+        assert app.tasks[name].options["retries"] == 4
+        assert app.tasks[name].options["time_limit"] == 60
+    assert app.tasks["shop.tidy"].options["retries"] == 0  # its own option wins
+    sent, later = welcome.delay(), receipt.delay()
+    tidy.delay()
+    assert {q: s.ready for q, s in app.broker.stats().items()} == {"emails": 2, "default": 1}
+    assert {d.id: d.priority for d in app.broker.reserve(["emails"], 10, 0)} == {
+        sent.id: 3, later.id: 3}
+
+
+def test_each_flask_app_routes_by_its_own_config(conveyor: Conveyor) -> None:
+    @conveyor.task(name="emails.welcome")
+    def welcome() -> None: ...
+
+    routed = make_flask("routed", CONVEYOR_ROUTES={"emails.*": {"queue": "emails"}})
+    plain = make_flask("plain")
+    routed_app, plain_app = conveyor.init_app(routed), conveyor.init_app(plain)
+    with routed.app_context():
+        welcome.delay()
+    with plain.app_context():
+        welcome.delay()
+    assert routed_app.broker.stats()["emails"].ready == 1
+    assert plain_app.broker.stats()["default"].ready == 1
+    assert "emails" not in plain_app.broker.stats()
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"CONVEYOR_TASK_DEFAULTS": {"retrys": 3}}, "did you mean 'retries'"),
+    ({"CONVEYOR_ROUTES": {"emails.*": {"queue": "a,b"}}}, r"routes\['emails.\*'\]: queue"),
+    ({"CONVEYOR_ROUTE": {}}, "did you mean 'CONVEYOR_ROUTES'"),
+])
+def test_bad_defaults_or_routes_fail_at_init_app(conveyor: Conveyor, config: dict[str, Any],
+                                                 message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        conveyor.init_app(make_flask("shop", **config))

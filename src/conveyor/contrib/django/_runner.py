@@ -66,7 +66,9 @@ def register(app: App) -> None:
     async def run_async(context: TaskContext, call: dict[str, Any]) -> Any:
         return await run_coroutine(app, context, call)
 
-    options: dict[str, Any] = {"bind": True, "retries": MAX_RETRIES, "retry_on": (Retry,)}
+    # ignore_result=False whatever the App's task_defaults say: get_result reads it
+    options: dict[str, Any] = {"bind": True, "retries": MAX_RETRIES, "retry_on": (Retry,),
+                               "ignore_result": False}
     app.register(run, name=RUN, **options)
     app.register(run_async, name=RUN_ASYNC, **options)
 

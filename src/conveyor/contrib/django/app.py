@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from conveyor.app import App, check_urls
 from conveyor.config import Settings, resolve_settings
@@ -16,6 +16,24 @@ from conveyor.errors import ConfigurationError
 from conveyor.message import Envelope, Message
 from conveyor.middleware import Middleware
 from conveyor.periodic import from_config
+from conveyor.task import AsyncTask, Task
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class DjangoTask(Task[P, R]):
+    """A task of a `DjangoApp`. Its App reads ``settings.CONVEYOR`` before the task's
+    first message is built, so ``TASK_DEFAULTS`` and ``ROUTES`` apply to a task declared
+    (and called) before anything else used the App."""
+
+    def message(self, *args: Any, **kwargs: Any) -> Message:
+        self.app.settings  # noqa: B018 - read once; then an attribute
+        return super().message(*args, **kwargs)
+
+
+class AsyncDjangoTask(DjangoTask[P, R], AsyncTask[P, R]):
+    """An ``async def`` task of a `DjangoApp`."""
 
 
 class DjangoApp(App):
@@ -30,6 +48,8 @@ class DjangoApp(App):
     """
 
     lazy_settings = True
+    task_class = DjangoTask
+    async_task_class = AsyncDjangoTask
 
     def __init__(self, name: str | None = None, broker: str | None = None,
                  results: str | None = None, *, middleware: Sequence[Middleware] = (),

@@ -5,6 +5,7 @@
         "BROKER_URL": "redis://127.0.0.1:6379/0",
         "RESULTS_URL": "django://",            # results in the Django database
         "ENQUEUE_ON_COMMIT": True,             # every delay() in a transaction waits for it
+        "TASK_DEFAULTS": {"retries": 3},       # and "ROUTES": docs/routing.md
     }
 
 A key left out falls back to the ``CONVEYOR_*`` environment variable of the same name,
@@ -27,6 +28,8 @@ APP_KEYS: dict[str, str] = {
     "MAX_MESSAGE_SIZE": "max_message_size",
     "LEASE_SECONDS": "lease_seconds",
     "RESULT_TTL": "result_ttl",
+    "TASK_DEFAULTS": "task_defaults",
+    "ROUTES": "routes",
 }
 OTHER_KEYS = ("APP", "NAME", "BEAT_SCHEDULE", "ENQUEUE_ON_COMMIT")
 KEYS = (*APP_KEYS, *OTHER_KEYS)

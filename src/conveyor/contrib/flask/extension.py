@@ -37,6 +37,8 @@ CONFIG_KEYS: dict[str, str] = {
     "CONVEYOR_LEASE_SECONDS": "lease_seconds",
     "CONVEYOR_RESULT_TTL": "result_ttl",
     "CONVEYOR_BEAT_SCHEDULE": "beat_schedule",
+    "CONVEYOR_TASK_DEFAULTS": "task_defaults",
+    "CONVEYOR_ROUTES": "routes",
     "CONVEYOR_IMPORTS": "imports",
 }
 

@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, cast
 from flask import Flask, has_app_context
 from flask.globals import app_ctx
 
+from conveyor.options import TaskOptions
 from conveyor.task import AsyncTask, Task
 
 P = ParamSpec("P")
@@ -69,6 +70,22 @@ class FlaskTask(Task[P, R]):
     """A task declared with ``@conveyor.task``. `delay()` and the rest go to the App of
     the current Flask app (outside an app context, of the one initialised last); a plain
     call runs the function inline, inside that app's context."""
+
+    @property
+    def options(self) -> TaskOptions:
+        """The options the current App gave the task: its own, with that Flask app's
+        ``CONVEYOR_TASK_DEFAULTS`` and ``CONVEYOR_ROUTES`` applied; as declared while no
+        Flask app is initialised."""
+        extension = cast(Registries, self.app)
+        if extension.initialised:
+            registered = extension.registered.get(self.name)
+            if registered is not None:
+                return registered.options
+        return self._declared
+
+    @options.setter
+    def options(self, options: TaskOptions) -> None:
+        self._declared = options
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         extension = cast(Registries, self.app)
