@@ -19,7 +19,7 @@ from conveyor.config import Settings, mask_url, resolve_settings
 from conveyor.declare import Declarer
 from conveyor.errors import ConfigurationError
 from conveyor.flow import COLLECT_TASK, collect
-from conveyor.lifecycle import admin
+from conveyor.lifecycle import admin, pausing
 from conveyor.message import Envelope, Message, new_id, now, seal
 from conveyor.middleware import Middleware, MiddlewareStack, default_middleware
 from conveyor.options import (
@@ -271,6 +271,22 @@ class App(Declarer):
         store fails, the messages are put back: the tasks will run).
         """
         return admin.revoke(self, task_ids)
+
+    def pause(self, queue: str) -> bool:
+        """Pause `queue` cluster-wide: within a second every worker stops taking its tasks
+        (those already reserved or running go on); producers go on, and what they send
+        waits in the queue. Returns False if it was paused already. Raises ValueError for
+        a name no queue can have, BrokerUnavailable if the store can't be reached."""
+        return pausing.pause(self.coordination, queue)
+
+    def resume(self, queue: str) -> bool:
+        """Let workers take `queue`'s tasks again (within a second). Returns False, and
+        does nothing, if it wasn't paused."""
+        return pausing.resume(self.coordination, queue)
+
+    def paused(self) -> set[str]:
+        """The names of the queues paused cluster-wide."""
+        return pausing.paused(self.coordination)
 
 
 def check_urls(settings: Settings) -> Settings:

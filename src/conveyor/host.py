@@ -36,6 +36,12 @@ class OptionChecks(Protocol):
     def validate_options(self, task_name: str, options: dict[str, Any]) -> None: ...
 
 
+class Hooks(OptionChecks, Protocol):
+    """The App's middleware, as what runs and ends tasks sees it."""
+
+    def notify(self, hook: str, *args: Any) -> None: ...
+
+
 class Host(Protocol):
     """An App, as its tasks and workflows see it."""
 
@@ -75,6 +81,9 @@ class Runtime(Host, Protocol):
 
     @property
     def broker(self) -> Broker: ...
+
+    @property
+    def middleware(self) -> Hooks: ...
 
     def send(self, messages: Sequence[Message], envelopes: list[Envelope]) -> None:
         """Publish envelopes `seal` made, in one round trip."""

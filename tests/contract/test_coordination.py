@@ -195,3 +195,13 @@ def test_coordination_keys_never_meet_task_ids(coordination: Coordination) -> No
     assert coordination.release(task_id, "alice") is True
     assert coordination.claim(prefixed, "alice", TTL) == "bob"
     assert coordination.fetch([task_id, prefixed]) == ["a value", "another value"]
+
+
+def test_a_value_put_for_a_century_is_kept(coordination: Coordination, clock: Clock) -> None:
+    # What the paused queues rely on (lifecycle/pausing.py): a value that lasts until
+    # replaced, with a TTL far past any store's default
+    kept = key()
+    coordination.put(kept, '["emails"]', 100 * 365 * 86400.0)
+    clock.advance(0.2)
+
+    assert coordination.fetch([kept]) == ['["emails"]']

@@ -43,10 +43,16 @@ def ago(timestamp: float) -> str:
 @click.command()
 @with_app
 def status(app: App) -> None:
-    """Queues (ready, scheduled, running, dead), live workers and periodic tasks."""
+    """Queues (ready, scheduled, running, dead, paused), live workers and periodic tasks."""
     stats = app.broker.stats()
-    rows = [(q, s.ready, s.scheduled, s.running, s.dead) for q, s in sorted(stats.items())]
-    echo(table(["QUEUE", "READY", "SCHEDULED", "RUNNING", "DEAD"], rows))
+    paused = app.paused()
+    rows = sorted([*[(q, s.ready, s.scheduled, s.running, s.dead) for q, s in stats.items()],
+                   *[(q, 0, 0, 0, 0) for q in paused - stats.keys()]])
+    echo(table(["QUEUE", "READY", "SCHEDULED", "RUNNING", "DEAD", ""],
+               [(*row, "PAUSED" if row[0] in paused else "") for row in rows]))
+    if paused:
+        echo(f"\n{len(paused)} paused queue(s), whose tasks no worker takes until they are "
+             f"resumed: {', '.join(sorted(paused))}")
     workers = app.broker.workers()
     echo(f"\n{len(workers)} worker process(es) alive")
     if workers:

@@ -54,6 +54,8 @@ def revoke(app: Runtime, task_ids: str | Sequence[str]) -> list[str]:
         raise
     if any(m.then or m.chord or m.link_error or m.unique for m, _ in ended):
         Followups(app).revoked(ended)
+    for message, _ in ended:
+        app.middleware.notify("on_revoked", message, REVOKED)
     return [task_id for task_id in ids if task_id in removed]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -92,9 +93,31 @@ class Middleware:
     def on_failure(self, execution: Execution, outcome: Outcome) -> None:
         pass
 
+    def wrap_call(self, execution: Execution) -> AbstractContextManager[Any] | None:
+        """A context to run the task body in (a Flask app context, a Django user, a
+        tenant), entered right before the body and left right after it, in the thread
+        or asyncio task that runs it; None for none. After `before_execute`."""
+        return None
+
+    def on_revoked(self, message: Message, reason: str) -> None:
+        """A task ended REVOKED without running: revoked (in the process that called
+        `revoke`) or expired (in the worker that met it)."""
+
+    def on_dead_letter(self, message: Message | None, reason: str) -> None:
+        """A worker put a message in the dead-letter store (`message` None when it
+        couldn't even be read)."""
+
+    def on_worker_process_start(self, app: Host) -> None:
+        """A worker process starts working, before its first task: open per-process
+        connections here (each of `-p N` processes calls it once, after the fork)."""
+
+    def on_worker_stop(self, app: Host) -> None:
+        """A worker process stops (warm or cold), after its last task."""
+
 
 HOOKS = ("before_publish", "after_publish", "before_execute", "after_execute",
-         "on_retry", "on_failure")
+         "on_retry", "on_failure", "wrap_call", "on_revoked", "on_dead_letter",
+         "on_worker_process_start", "on_worker_stop")
 
 
 class MiddlewareStack:
@@ -108,7 +131,7 @@ class MiddlewareStack:
                 getattr(m, hook) for m in self.middleware
                 if getattr(type(m), hook) is not getattr(Middleware, hook)
             ]
-            if not hook.startswith("before_"):
+            if not hook.startswith(("before_", "wrap_", "on_worker_process_start")):
                 overriding.reverse()
             self._hooks[hook] = overriding
 
@@ -137,6 +160,19 @@ class MiddlewareStack:
     def before_execute(self, execution: Execution) -> None:
         for hook in self._hooks["before_execute"]:
             hook(execution)
+
+    def wrapped(self, execution: Execution) -> AbstractContextManager[Any]:
+        """The `wrap_call` contexts of every middleware, the first outermost."""
+        hooks = self._hooks["wrap_call"]
+        if not hooks:
+            return nullcontext()
+        stack = ExitStack()
+        with stack:
+            for hook in hooks:
+                context = hook(execution)
+                if context is not None:
+                    stack.enter_context(context)
+            return stack.pop_all()
 
     def notify(self, hook: str, *args: Any) -> None:
         """Call an observer hook on every middleware; log, don't raise, what they raise."""

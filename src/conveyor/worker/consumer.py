@@ -27,6 +27,7 @@ from conveyor.middleware.base import Outcome
 from conveyor.records import ResultRecord
 from conveyor.worker import threads as worker_threads
 from conveyor.worker.executor import Executor, Prepared
+from conveyor.worker.paused import PausedQueues
 from conveyor.worker.pools import Pools
 
 if TYPE_CHECKING:
@@ -48,9 +49,11 @@ def default_prefetch(threads: int) -> int:
 class Consumer:
     def __init__(self, app: App, queues: Sequence[str], threads: int,
                  prefetch: int | None = None,
-                 on_thread_death: Callable[[str], None] | None = None) -> None:
+                 on_thread_death: Callable[[str], None] | None = None,
+                 name: str = "worker") -> None:
         self.app = app
         self.queues = list(queues)
+        self.pausing = PausedQueues(app, self.queues, name)  # what to reserve from
         self.prefetch = prefetch or default_prefetch(threads)
         self.on_thread_death = on_thread_death
         self.dead_thread: str | None = None  # a thread of this consumer that died
@@ -105,11 +108,19 @@ class Consumer:
             self.wait_for_slots(FULL_POLL, until_free=self.batch_min)  # batch the reserves
             return 0
         busy = bool(self.in_flight)
+        queues = self.pausing.consumable()
+        if not queues:  # every queue of this worker is paused: idle until one is resumed
+            if busy:
+                self.wait_for_slots(FULL_POLL, until_free=self.prefetch)
+            else:
+                self.stopping.wait(wait)
+            self.drained = not busy
+            return 0
         with self.reserving:
             if self.stopping.is_set():
                 return 0
             deliveries = self.app.broker.reserve(
-                self.queues, self.prefetch - len(self.in_flight), BUSY_WAIT if busy else wait)
+                queues, self.prefetch - len(self.in_flight), BUSY_WAIT if busy else wait)
             for delivery in deliveries:
                 self._start(delivery)
         self.drained = not deliveries and not busy
@@ -222,6 +233,7 @@ class Consumer:
             if c.action == "dead" and not c.acked:
                 logger.warning("task %s dead-lettered: %s", c.delivery.id, c.reason)
                 broker.dead_letter(c.delivery, c.reason)
+                self.app.middleware.notify("on_dead_letter", c.message, c.reason)
         with self._slots:
             for c in completions:
                 self.in_flight.pop(_key(c.delivery), None)

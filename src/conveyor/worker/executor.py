@@ -106,6 +106,7 @@ class Executor:
             reason = f"expired at {utc(message.expires)} before it could run"
             record = ResultRecord(id=message.id, state=State.REVOKED, task=message.task,
                                   result=reason, attempt=message.attempt, updated=time.time())
+            self.app.middleware.notify("on_revoked", message, reason)
             return Completion(delivery, "ack", record, self._ttl(task), message=message)
         return Prepared(delivery, message, task)
 
@@ -178,7 +179,8 @@ class Executor:
         try:
             self.app.middleware.before_execute(execution)
             self.deadlines.watch(prepared, execution.deadline, (prepared, execution))
-            outcome.value = execution.task.fn(*args, **execution.message.kwargs)
+            with self.app.middleware.wrapped(execution):
+                outcome.value = execution.task.fn(*args, **execution.message.kwargs)
         except BaseException as exc:  # noqa: BLE001 - a task's failure is data here
             if isinstance(exc, TypeError) and (mismatch := self._signature_mismatch(prepared)):
                 return mismatch
@@ -199,7 +201,8 @@ class Executor:
         try:
             self.app.middleware.before_execute(execution)
             self.deadlines.watch(prepared, execution.deadline, (prepared, execution))
-            outcome.value = await execution.task.fn(*args, **execution.message.kwargs)
+            with self.app.middleware.wrapped(execution):
+                outcome.value = await execution.task.fn(*args, **execution.message.kwargs)
         except BaseException as exc:  # noqa: BLE001 - includes CancelledError from limits
             if isinstance(exc, TypeError) and (mismatch := self._signature_mismatch(prepared)):
                 return mismatch

@@ -21,6 +21,7 @@ from conveyor.errors import ConveyorError
 from conveyor.worker import threads as worker_threads
 from conveyor.worker.consumer import IDLE_WAIT, Consumer
 from conveyor.worker.deadlines import EXIT_HARD_LIMIT
+from conveyor.worker.outage import Outage
 from conveyor.worker.threads import EXIT_THREAD_DIED
 
 if TYPE_CHECKING:
@@ -53,8 +54,9 @@ class Worker:
         if max_memory_mb is not None and max_memory_mb < 1:
             raise ValueError(f"max_memory_mb must be >= 1, got {max_memory_mb}")
         self.app = app
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.consumer = Consumer(app, queues, threads, prefetch,
-                                 on_thread_death=self._thread_died)
+                                 on_thread_death=self._thread_died, name=f"worker {self.id}")
         self.queues = tuple(queues)
         self.threads = threads
         self.max_tasks = max_tasks
@@ -62,7 +64,6 @@ class Worker:
         self.grace = grace
         self.supervised = supervised
         self.parent_pid = os.getppid()
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.started = time.time()
         self._cold = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -81,10 +82,12 @@ class Worker:
         self._heartbeat = worker_threads.start("conveyor-heartbeat", self._heartbeat_loop,
                                                self.consumer.thread_died)
         self.consumer.start_writer()
+        self.app.middleware.notify("on_worker_process_start", self.app)
         try:
             self._loop(burst)
         finally:
             self._shut_down()
+            self.app.middleware.notify("on_worker_stop", self.app)
         if self.consumer.dead_thread is not None:
             raise RuntimeError(f"worker thread {self.consumer.dead_thread} died (its error "
                                "is in the log above): this worker stopped")
@@ -200,32 +203,3 @@ def resident_mb() -> float:
     except (OSError, ValueError, IndexError):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB; bytes on macOS
         return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
-class Outage:
-    """Logs that the store can't be reached once when it happens and once when it is
-    back, however many calls fail in between (the heartbeat tries ten times a second).
-    One per loop (reserving, heartbeat): each says what it couldn't do."""
-
-    def __init__(self, who: str, what: str) -> None:
-        self.who = who
-        self.what = what
-        self.since: float | None = None
-        self._lock = threading.Lock()
-
-    def lost(self, exc: ConveyorError) -> None:
-        with self._lock:
-            if self.since is not None:
-                return
-            self.since = time.monotonic()
-        logger.error("%s lost the store (%s), retrying until it is back: %s", self.who,
-                     self.what, exc)
-
-    def back(self) -> None:
-        if self.since is None:  # the common case: no lock
-            return
-        with self._lock:
-            since, self.since = self.since, None
-        if since is not None:
-            logger.warning("%s reached the store again (%s) after %.1f s", self.who,
-                           self.what, time.monotonic() - since)

@@ -12,8 +12,8 @@ from conveyor.contrib.django.cli import conveyor_cli
 
 
 class Command(BaseCommand):
-    help = ("Conveyor workers, beat and inspection: worker, beat, status, result, purge, "
-            "dead (each takes --help).")
+    help = ("Conveyor workers, beat and inspection: worker, beat, status, result, revoke, "
+            "purge, dead, pause, resume (each takes --help).")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("args", nargs=argparse.REMAINDER)
