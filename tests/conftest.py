@@ -6,6 +6,7 @@ the reason elsewhere (`require_service`).
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import subprocess
@@ -272,6 +273,33 @@ class ConveyorProcess:
             pass
         self.proc.wait(10)
         self._log_file.close()
+
+
+@pytest.fixture
+def task_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                ) -> Iterator[Callable[[str, str], ModuleType]]:
+    """`task_module(name, source)`: write a task module into tmp_path (the working
+    directory, on a SQLite broker there), import it here, and close its App after."""
+    made: list[ModuleType] = []
+
+    def make(name: str, source: str) -> ModuleType:
+        (tmp_path / f"{name}.py").write_text(source)
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.setenv("CONVEYOR_BROKER_URL", f"sqlite:///{tmp_path / 'conveyor.db'}")
+        sys.modules.pop(name, None)
+        made.append(importlib.import_module(name))
+        return made[-1]
+
+    yield make
+    for module in made:
+        module.app.close()
+        sys.modules.pop(module.__name__, None)
+
+
+def worker_env(cwd: Path) -> dict[str, str]:
+    """The environment a worker started in `cwd` needs to import the modules there."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), str(ROOT / "src")])}
 
 
 class WorkerProcess(ConveyorProcess):

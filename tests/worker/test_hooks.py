@@ -5,16 +5,15 @@ and async), dead letters, revoked and expired tasks."""
 from __future__ import annotations
 
 import os
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from conveyor import TaskError
-from tests.conftest import ROOT, ConveyorProcess
+from tests.conftest import ConveyorProcess, worker_env
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -80,17 +79,8 @@ def broken() -> None:
 
 
 @pytest.fixture
-def hooked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    (tmp_path / "hooked_tasks.py").write_text(HOOKED_TASKS)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("CONVEYOR_BROKER_URL", f"sqlite:///{tmp_path / 'conveyor.db'}")
-    sys.modules.pop("hooked_tasks", None)
-    import hooked_tasks
-
-    yield hooked_tasks
-    hooked_tasks.app.close()
-    sys.modules.pop("hooked_tasks", None)
+def hooked(task_module: Callable[[str, str], ModuleType]) -> ModuleType:
+    return task_module("hooked_tasks", HOOKED_TASKS)
 
 
 def hook_lines(tmp_path: Path) -> list[list[str]]:
@@ -113,8 +103,8 @@ def test_each_hook_fires_once_in_the_process_where_it_happened(
     # Given a task whose expiry passes before any worker runs, then two worker processes
     expired = hooked.whose.apply_async(expires=0.2)
     time.sleep(0.5)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "src")])}
-    worker = ConveyorProcess(tmp_path, env, ["worker", "-A", "hooked_tasks", "-p", "2"])
+    worker = ConveyorProcess(tmp_path, worker_env(tmp_path),
+                             ["worker", "-A", "hooked_tasks", "-p", "2"])
     try:
         started = wait_for_lines(tmp_path, "process_start", 2)
         children = worker.wait_for_children(2)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from conveyor import ConfigurationError
-from tests.conftest import ROOT, ConveyorProcess
+from tests.conftest import ConveyorProcess, worker_env
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -62,17 +61,8 @@ def plain() -> str:
 
 
 @pytest.fixture
-def audited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    (tmp_path / "audited_tasks.py").write_text("import os\n" + AUDITED_TASKS)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("CONVEYOR_BROKER_URL", f"sqlite:///{tmp_path / 'conveyor.db'}")
-    sys.modules.pop("audited_tasks", None)
-    import audited_tasks
-
-    yield audited_tasks
-    audited_tasks.app.close()
-    sys.modules.pop("audited_tasks", None)
+def audited(task_module: Callable[[str, str], ModuleType]) -> ModuleType:
+    return task_module("audited_tasks", "import os\n" + AUDITED_TASKS)
 
 
 def audit_lines(path: Path, count: int) -> list[list[str]]:
@@ -87,8 +77,8 @@ def audit_lines(path: Path, count: int) -> list[list[str]]:
 
 def test_a_users_middleware_with_its_own_option_runs_in_a_real_worker(
         audited: ModuleType, tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "src")])}
-    worker = ConveyorProcess(tmp_path, env, ["worker", "-A", "audited_tasks", "-p", "1"])
+    worker = ConveyorProcess(tmp_path, worker_env(tmp_path),
+                             ["worker", "-A", "audited_tasks", "-p", "1"])
     try:
         ok, bad, plain = audited.charge.delay(5), audited.charge.delay(-1), audited.plain.delay()
 

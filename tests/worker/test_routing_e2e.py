@@ -3,8 +3,6 @@ another queue runs on a worker consuming that queue, never on one consuming `def
 
 from __future__ import annotations
 
-import importlib
-import os
 import subprocess
 import sys
 import time
@@ -15,7 +13,7 @@ from types import ModuleType
 import pytest
 
 from conveyor import State
-from tests.conftest import ROOT, ConveyorProcess
+from tests.conftest import ConveyorProcess, worker_env
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,17 +35,9 @@ def ping() -> str:
 
 
 @pytest.fixture
-def routed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+def routed(task_module: Callable[[str, str], ModuleType]) -> ModuleType:
     """`routed_tasks`, in tmp_path, on a SQLite broker there, imported here too."""
-    (tmp_path / "routed_tasks.py").write_text(MODULE)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("CONVEYOR_BROKER_URL", f"sqlite:///{tmp_path / 'conveyor.db'}")
-    sys.modules.pop("routed_tasks", None)
-    module = importlib.import_module("routed_tasks")
-    yield module
-    module.app.close()
-    sys.modules.pop("routed_tasks", None)
+    return task_module("routed_tasks", MODULE)
 
 
 @pytest.fixture
@@ -55,8 +45,8 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., ConveyorProcess]]:
     started: list[ConveyorProcess] = []
 
     def start(*args: str) -> ConveyorProcess:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "src")])}
-        started.append(ConveyorProcess(tmp_path, env, ["worker", "-A", "routed_tasks", *args]))
+        started.append(ConveyorProcess(tmp_path, worker_env(tmp_path),
+                                       ["worker", "-A", "routed_tasks", *args]))
         return started[-1]
 
     yield start
