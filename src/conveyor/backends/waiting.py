@@ -1,5 +1,6 @@
-"""The two waits every backend does, written once: a reserve that blocks until a message
-is ready, and a result wait that blocks until a task is final.
+"""The waits every backend does, written once: a reserve that blocks until a message is
+ready, a result wait that blocks until a task is final, and a publish retried while the
+server is unreachable.
 
 A backend supplies how to look (`attempt`, `read`) and how to sleep until something may
 have changed (`sleep`: a condition variable, a SQLite commit counter, a Redis BLPOP or
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from conveyor.errors import BrokerUnavailable
 from conveyor.records import ResultRecord
 
 T = TypeVar("T")
@@ -54,3 +56,20 @@ def wait_until_final(read: Callable[[], ResultRecord | None],
         if (record is not None and record.state.is_final) or remaining <= 0:
             return record
         sleep(min(remaining, max_pause))
+
+
+def retry_while_unavailable(action: Callable[[], T], timeout: float) -> T:
+    """Call `action` until it doesn't raise BrokerUnavailable, for up to `timeout` seconds,
+    pausing 50 ms doubling to 1 s; then raise the last error. A publish repeated after a
+    lost reply may store a message twice (at least once), never zero."""
+    deadline = time.monotonic() + timeout
+    pause = 0.05
+    while True:
+        try:
+            return action()
+        except BrokerUnavailable:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, MAX_PAUSE)

@@ -37,6 +37,7 @@ from conveyor.backends.amqp.holding import Held, Holdings, Subscription, consumi
 from conveyor.backends.amqp.parking import Parking
 from conveyor.backends.amqp.topology import LEVELS, Names, count, declare_queue, delay_key
 from conveyor.backends.amqp.url import parse_url
+from conveyor.backends.waiting import retry_while_unavailable
 from conveyor.broker import DeadLetter, Delivery, QueueStats, Revoked, WorkerInfo
 from conveyor.errors import BrokerUnavailable
 from conveyor.message import Envelope
@@ -75,17 +76,8 @@ class AmqpBroker:
     def publish(self, envelopes: Sequence[Envelope]) -> None:
         """Every message of the batch confirmed by RabbitMQ, retried while it is
         unreachable for up to `publish_timeout` seconds (at least once, never zero)."""
-        deadline = time.monotonic() + self.target.publish_timeout
-        pause = 0.05
-        while True:
-            try:
-                return self.client.run(lambda s: self._publish(s, envelopes))
-            except BrokerUnavailable:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise
-                time.sleep(min(pause, remaining))
-                pause = min(pause * 2, 1.0)
+        retry_while_unavailable(lambda: self.client.run(lambda s: self._publish(s, envelopes)),
+                                self.target.publish_timeout)
 
     async def _publish(self, session: Session, envelopes: Sequence[Envelope]) -> None:
         await self.declare(session, {e.queue for e in envelopes})

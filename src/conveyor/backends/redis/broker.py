@@ -30,9 +30,8 @@ from conveyor.backends.redis.client import (
     script,
 )
 from conveyor.backends.redis.url import RedisTarget, parse_url
-from conveyor.backends.waiting import reserve_loop
+from conveyor.backends.waiting import reserve_loop, retry_while_unavailable
 from conveyor.broker import DeadLetter, Delivery, QueueStats, Revoked, WorkerInfo
-from conveyor.errors import BrokerUnavailable
 from conveyor.message import Envelope
 
 T = TypeVar("T")
@@ -107,19 +106,8 @@ class RedisBroker:
         self._known_queues |= new_queues
 
     def _retry_until(self, action: Callable[[], None], timeout: float) -> None:
-        """Retry `action` while Redis is unreachable, up to `timeout` seconds; a publish
-        repeated after a lost reply may store a message twice (at least once), never zero."""
-        deadline = time.monotonic() + timeout
-        pause = 0.05
-        while True:
-            try:
-                return self._call(action)
-            except BrokerUnavailable:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise
-                time.sleep(min(pause, remaining))
-                pause = min(pause * 2, 1.0)
+        """Retry `action` while Redis is unreachable, up to `timeout` seconds."""
+        retry_while_unavailable(lambda: self._call(action), timeout)
 
     # -- consuming -------------------------------------------------------------------
 
