@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextvars
 import math
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from conveyor.errors import Retry
 from conveyor.plain import problem
@@ -54,11 +54,15 @@ class TaskContext:
         return self.max_attempts is not None and self.attempt >= self.max_attempts
 
     def progress(self, current: float, total: float | None = None,
-                 message: str | None = None) -> None:
+                 message: str | None = None, meta: Any = None) -> None:
         """Report progress: visible in `AsyncResult.progress`, `conveyor result` and the
-        dashboard. Cheap to call often: the worker writes only the latest value, in batches."""
+        dashboard. `meta`: any plain data besides (`{"file": "a.csv"}`), as
+        `progress.meta`. Cheap to call often: the worker writes only the latest value, in
+        batches."""
         check_progress(current, total, message)
-        self.last_progress = Progress(current, total, message)
+        if meta is not None and (found := problem(meta)) is not None:
+            raise ValueError(f"progress meta can't be stored: {found}")
+        self.last_progress = Progress(current, total, message, meta)
         if self._sink is not None:
             self._sink(self.last_progress)
 

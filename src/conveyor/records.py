@@ -33,12 +33,28 @@ class State(enum.StrEnum):
 _FINAL = frozenset({State.SUCCESS, State.FAILURE, State.REVOKED})
 
 
-class Progress(NamedTuple):
-    """What `task.progress(current, total, message)` last reported."""
-
+class _ProgressFields(NamedTuple):
     current: float
     total: float | None = None
     message: str | None = None
+
+
+class Progress(_ProgressFields):
+    """What `task.progress(current, total, message, meta=...)` last reported. A tuple of
+    (current, total, message), as before `meta` existed, so code that unpacks or compares
+    it goes on working; `meta` (any plain data the task attached) is an attribute."""
+
+    meta: Any
+
+    def __new__(cls, current: float, total: float | None = None, message: str | None = None,
+                meta: Any = None) -> Progress:
+        progress = super().__new__(cls, current, total, message)
+        progress.meta = meta
+        return progress
+
+    def __repr__(self) -> str:
+        shown = f", meta={self.meta!r}" if self.meta is not None else ""
+        return f"Progress({self.current!r}, {self.total!r}, {self.message!r}{shown})"
 
     @property
     def fraction(self) -> float | None:
@@ -68,6 +84,7 @@ class ResultRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     error: ErrorInfo | None = None
     # int | float: a count reported as 3 of 40 reads back as 3 of 40, not 3.0 of 40.0
     progress: tuple[int | float, int | float | None, str | None] | None = None
+    progress_meta: Any = None  # the last progress report's `meta`
     attempt: int = 0
     updated: float = 0.0
     retry_at: float | None = None

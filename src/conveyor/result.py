@@ -74,7 +74,9 @@ class Snapshot:
     @property
     def progress(self) -> Progress | None:
         record = self.record
-        return Progress(*record.progress) if record and record.progress else None
+        if not record or not record.progress:
+            return None
+        return Progress(*record.progress, meta=record.progress_meta)
 
 
 class AsyncResult(Generic[R]):

@@ -48,6 +48,18 @@ def test_stored_record_comes_back_as_json_types(result_store: ResultStore) -> No
     assert (got.attempt, got.updated, got.retry_at) == (2, sent.updated, 1234.5)
 
 
+def test_progress_meta_comes_back_as_it_was_sent(result_store: ResultStore) -> None:
+    meta = {"file": "orders-2026-12.csv", "rows": [12, 0], "stage": "import", "ok": True}
+    sent, bare = record(progress=(3, 40, "rows"), progress_meta=meta), record(progress=(1, 2, None))
+
+    result_store.store([(sent, TTL), (bare, TTL)])
+
+    got = result_store.get(sent.id)
+    assert got is not None and (got.progress, got.progress_meta) == ((3, 40, "rows"), meta)
+    nothing = result_store.get(bare.id)
+    assert nothing is not None and nothing.progress_meta is None
+
+
 def test_progress_counted_in_whole_numbers_reads_back_as_whole_numbers(
         result_store: ResultStore) -> None:
     # task.progress(3, 40, "rows") shows "3 of 40 rows", not "3.0 of 40.0 rows"

@@ -36,7 +36,7 @@ SOURCE = """
 
     @app.task(name="export", bind=True)
     def export(task, rows: int) -> int:
-        task.progress(rows, rows, "rows")
+        task.progress(rows, rows, "rows", meta={{"file": "orders.csv"}})
         return rows
 """
 
@@ -172,6 +172,7 @@ def test_result_shows_progress(tasks: ModuleType) -> None:
     result = invoke("result", "-A", MODULE, async_result.id)
     assert result.exit_code == 0, result.output
     assert "progress: 10/10 rows" in result.output
+    assert '{"file": "orders.csv"}' in result.output  # the meta, under it
 
 
 def test_result_of_an_expired_task_shows_the_reason(tasks: ModuleType) -> None:

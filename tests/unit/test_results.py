@@ -166,6 +166,38 @@ def test_last_progress_is_still_visible_after_the_task_finished(app: App) -> Non
     assert result.progress == Progress(10, 10, "done")
 
 
+def test_progress_carries_the_meta_the_task_attached(app: App) -> None:
+    @app.task(bind=True)
+    def import_file(task: TaskContext, name: str) -> int:
+        task.progress(1, 2, "files", meta={"file": name, "rows": 120})
+        task.progress(2, 2, "files", meta={"file": name, "rows": 240, "errors": ["row 7"]})
+        return 240
+
+    result = import_file.delay("a.csv")
+    run_until_idle(app)
+
+    assert result.get(timeout=1) == 240
+    progress = result.progress
+    assert progress == (2, 2, "files")  # still the tuple it always was
+    assert progress is not None
+    assert progress.meta == {"file": "a.csv", "rows": 240, "errors": ["row 7"]}
+
+
+def test_progress_meta_that_is_not_plain_data_raises_in_the_task(app: App) -> None:
+    @app.task(bind=True)
+    def bad(task: TaskContext) -> None:
+        task.progress(1, 2, meta={"when": datetime.now(UTC)})
+
+    result = bad.delay()
+    run_until_idle(app)
+
+    with pytest.raises(TaskError) as info:
+        result.get(timeout=1)
+    assert info.value.type == "ValueError"
+    assert "progress meta can't be stored" in info.value.message
+    assert "['when']" in info.value.message
+
+
 def test_progress_is_none_for_a_task_that_never_reported(app: App) -> None:
     @app.task
     def quiet() -> None:

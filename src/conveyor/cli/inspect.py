@@ -88,6 +88,8 @@ def result(app: App, task_id: str, as_json: bool) -> None:
         current, total, message = record.progress
         shown = f"{current:g}/{total:g}" if total else f"{current:g}"
         echo(f"progress: {shown}{' ' + message if message else ''}")
+        if record.progress_meta is not None:
+            echo(f"          {json.dumps(record.progress_meta)}")
     if record.retry_at:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.retry_at))
         echo(f"retry at: {when}")

@@ -160,6 +160,7 @@ class Executor:
                 return
             self.sink(ResultRecord(id=message.id, state=State.STARTED, task=message.task,
                                    attempt=message.attempt, progress=_stored(progress),
+                                   progress_meta=progress.meta if progress else None,
                                    updated=time.time()), ttl)
 
         context = TaskContext(message.id, message.task, message.attempt, 1,
@@ -242,12 +243,14 @@ class Executor:
         ttl = self._ttl(task)
         early = not task.options.acks_late
         now = time.time()
-        progress = _stored(execution.context.last_progress)  # the last one stays visible
+        last = execution.context.last_progress
+        progress = _stored(last)  # the last one stays visible
+        meta = last.meta if last else None
         if outcome.error is None:
             keep = not task.options.ignore_result or message.chord is not None
             record = None if not keep else ResultRecord(
                 id=message.id, state=State.SUCCESS, task=message.task, result=outcome.value,
-                attempt=message.attempt, updated=now, progress=progress)
+                attempt=message.attempt, updated=now, progress=progress, progress_meta=meta)
             return Completion(delivery, "ack", record, ttl, acked=early, message=message,
                               value=outcome.value)
         info = error_info(outcome.error, outcome.traceback)
@@ -255,14 +258,16 @@ class Executor:
             self.app.middleware.notify("on_retry", execution, outcome)
             record = ResultRecord(id=message.id, state=State.RETRY, task=message.task,
                                   error=info, attempt=message.attempt, updated=now,
-                                  retry_at=outcome.retry_at, progress=progress)
+                                  retry_at=outcome.retry_at, progress=progress,
+                                  progress_meta=meta)
             body = seal(message.next_attempt(outcome.retry_at),
                         self.app.settings.max_message_size, self.keys)
             return Completion(delivery, "retry", record, ttl, body=body, at=outcome.retry_at,
                               acked=early, message=message)
         self.app.middleware.notify("on_failure", execution, outcome)
         record = ResultRecord(id=message.id, state=State.FAILURE, task=message.task,
-                              error=info, attempt=message.attempt, updated=now, progress=progress)
+                              error=info, attempt=message.attempt, updated=now, progress=progress,
+                              progress_meta=meta)
         reason = f"{info.type}: {info.message} (attempt {message.attempt})"
         return Completion(delivery, "dead", record, ttl, reason=reason, acked=early,
                           message=message)

@@ -58,6 +58,8 @@ class TaskResult(models.Model):
     progress_current = models.FloatField(null=True, blank=True)
     progress_total = models.FloatField(null=True, blank=True)
     progress_label = models.TextField(null=True, blank=True)
+    progress_meta = models.JSONField(null=True, blank=True,
+                                     help_text="What the task attached to its progress.")
     attempt = models.PositiveIntegerField(default=0)
     created = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(default=timezone.now)
@@ -91,6 +93,7 @@ class TaskResult(models.Model):
             progress_current=progress[0] if progress else None,
             progress_total=progress[1] if progress else None,
             progress_label=progress[2] if progress else None,
+            progress_meta=record.progress_meta,
             attempt=record.attempt, created=as_datetime(now),
             updated=as_datetime(record.updated or now), updated_ts=record.updated,
             expires_at=as_datetime(expires),
@@ -120,7 +123,8 @@ class TaskResult(models.Model):
         return ResultRecord(
             id=self.task_id, state=State(self.state), task=self.task_name,
             result=None if self.result is None else msgspec.json.decode(self.result),
-            error=error, progress=progress, attempt=self.attempt, updated=self.updated_ts,
+            error=error, progress=progress, progress_meta=self.progress_meta,
+            attempt=self.attempt, updated=self.updated_ts,
             retry_at=None if self.retry_at is None else as_timestamp(self.retry_at))
 
 
