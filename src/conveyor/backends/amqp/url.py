@@ -18,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from conveyor.backends.url_options import check_known, seconds
 from conveyor.config import mask_url
-from conveyor.errors import ConfigurationError, did_you_mean
+from conveyor.errors import ConfigurationError
 
 OPTIONS = ("namespace", "queue_type", "publish_timeout", "heartbeat", "consumer_timeout",
            "ca_certs", "certfile", "keyfile", "verify")
@@ -58,10 +59,7 @@ def parse_url(url: str) -> AmqpTarget:
         raise ConfigurationError(f"bad port in {where!r}: use a number from 1 to 65535, "
                                  "e.g. amqp://guest:guest@127.0.0.1:5672/") from None
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
-    for key in options:
-        if key not in OPTIONS:
-            raise ConfigurationError(f"unknown option {key!r}{did_you_mean(key, OPTIONS)} in "
-                                     f"{where!r} (known: {', '.join(OPTIONS)})")
+    check_known(options, OPTIONS, where)
     namespace = options.get("namespace", "conveyor")
     if not namespace or not namespace.replace("-", "").replace("_", "").replace(".", "") \
             .isalnum():
@@ -81,24 +79,12 @@ def parse_url(url: str) -> AmqpTarget:
         vhost=unquote(path) or "/", username=unquote(parts.username or "guest"),
         password=unquote(parts.password or "guest"), tls=tls, namespace=namespace,
         queue_type=queue_type,
-        publish_timeout=_seconds(options, "publish_timeout", 10.0, where),
-        heartbeat=int(_seconds(options, "heartbeat", 30.0, where)),
-        consumer_timeout=_seconds(options, "consumer_timeout", 1800.0, where),
+        publish_timeout=seconds(options.get("publish_timeout"), "publish_timeout", 10.0, where),
+        heartbeat=int(seconds(options.get("heartbeat"), "heartbeat", 30.0, where)),
+        consumer_timeout=seconds(options.get("consumer_timeout"), "consumer_timeout", 1800.0,
+                                 where),
         ca_certs=options.get("ca_certs"), certfile=options.get("certfile"),
         keyfile=options.get("keyfile"), verify=_flag(options, "verify", where))
-
-
-def _seconds(options: dict[str, str], key: str, default: float, where: str) -> float:
-    raw = options.get(key)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{key} must be a number of seconds in {where!r}") from None
-    if not value > 0:
-        raise ConfigurationError(f"{key} must be positive in {where!r}")
-    return value
 
 
 def _flag(options: dict[str, str], key: str, where: str) -> bool:

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+from conveyor.backends.url_options import check_known, seconds
 from conveyor.config import mask_url
-from conveyor.errors import ConfigurationError, did_you_mean
+from conveyor.errors import ConfigurationError
 
 OUR_OPTIONS = ("namespace", "publish_timeout", "socket_timeout", "replicas")
 REDIS_PY_OPTIONS = (
@@ -65,17 +66,6 @@ def _hosts(netloc: str, url: str, default_port: int) -> tuple[tuple[str, int], .
     return tuple(hosts)
 
 
-def _float(options: dict[str, str], key: str, default: float, url: str) -> float:
-    try:
-        value = float(options.pop(key, default))
-    except ValueError:
-        raise ConfigurationError(f"{key} must be a number of seconds in {mask_url(url)!r}") \
-            from None
-    if value <= 0:
-        raise ConfigurationError(f"{key} must be positive in {mask_url(url)!r}")
-    return value
-
-
 def _replicas(options: dict[str, str], url: str) -> int:
     raw = options.pop("replicas", "0")
     if not raw.isdigit():
@@ -92,15 +82,17 @@ def parse_url(url: str) -> RedisTarget:
     common: dict[str, Any] = {
         "url": url,
         "namespace": namespace,
-        "publish_timeout": _float(options, "publish_timeout", 10.0, url),
-        "socket_timeout": _float(options, "socket_timeout", 10.0, url),
+        "publish_timeout": seconds(options.pop("publish_timeout", None), "publish_timeout",
+                                   10.0, mask_url(url)),
+        "socket_timeout": seconds(options.pop("socket_timeout", None), "socket_timeout", 10.0,
+                                  mask_url(url)),
         "replicas": _replicas(options, url),
         "username": unquote(parts.username) if parts.username else None,
         "password": unquote(parts.password) if parts.password else None,
     }
     scheme = parts.scheme.lower()
     single = scheme in ("redis", "rediss")
-    _check_options(options, REDIS_PY_OPTIONS if single else (), url)
+    check_known(options, (*OUR_OPTIONS, *(REDIS_PY_OPTIONS if single else ())), mask_url(url))
     path = [p for p in parts.path.split("/") if p]
     if single:
         _hosts(parts.netloc, url, 6379)  # a port that is no number is an error here
@@ -123,14 +115,6 @@ def parse_url(url: str) -> RedisTarget:
                                      "URL has no path: redis+cluster://host:7000/")
         return RedisTarget(kind="cluster", hosts=_hosts(parts.netloc, url, 6379), **common)
     raise ConfigurationError(f"not a Redis URL: {mask_url(url)!r}")
-
-
-def _check_options(options: dict[str, str], driver_options: tuple[str, ...], url: str) -> None:
-    known = (*OUR_OPTIONS, *driver_options)
-    for key in options:
-        if key not in known:
-            raise ConfigurationError(f"unknown option {key!r}{did_you_mean(key, known)} in "
-                                     f"{mask_url(url)!r} (known: {', '.join(known)})")
 
 
 def check(url: str) -> None:
