@@ -136,8 +136,7 @@ class AmqpBroker:
         small to hand out `n` more."""
         if list(self._subscriptions) != queues:
             return True
-        return any(not s.live or s.prefetch - s.held < n
-                   for s in self._subscriptions.values())
+        return not all(s.serves(n) for s in self._subscriptions.values())
 
     async def _subscribe(self, session: Session, queues: list[str], n: int) -> None:
         """Consume exactly `queues`, each with room for `n` more; then wait a moment for
@@ -145,7 +144,7 @@ class AmqpBroker:
         await self.declare(session, set(queues))
         channel = await session.channel("consume")
         for queue, old in list(self._subscriptions.items()):
-            if queue not in queues or not old.live or old.prefetch - old.held < n:
+            if queue not in queues or not old.serves(n):
                 await self._unsubscribe(old)
                 del self._subscriptions[queue]
         self._order = {queue: i for i, queue in enumerate(queues)}

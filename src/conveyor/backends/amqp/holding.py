@@ -41,6 +41,10 @@ class Subscription:
         return not self.cancelled and not self.channel.is_closed and consuming(
             self.channel, self.tag)
 
+    def serves(self, n: int) -> bool:
+        """Whether it can go on feeding a reserve of `n`: live, with room for `n` more."""
+        return self.live and self.prefetch - self.held >= n
+
 
 def consuming(channel: aiormq.abc.AbstractChannel, tag: str) -> bool:
     """Whether `tag` still consumes on `channel` (RabbitMQ cancels a consumer whose queue
