@@ -40,9 +40,12 @@ class Prepared:
     task: Task[Any, Any]
 
 
-def _stored(progress: Progress | None
-            ) -> tuple[int | float, int | float | None, str | None] | None:
-    return (progress.current, progress.total, progress.message) if progress else None
+def _stored(progress: Progress | None) -> dict[str, Any]:
+    """A progress report as a record's fields (none when there was no report)."""
+    if progress is None:
+        return {}
+    return {"progress": (progress.current, progress.total, progress.message),
+            "progress_meta": progress.meta}
 
 
 def error_info(exc: BaseException, tb: str | None = None) -> ErrorInfo:
@@ -159,9 +162,8 @@ class Executor:
             if options.ignore_result:
                 return
             self.sink(ResultRecord(id=message.id, state=State.STARTED, task=message.task,
-                                   attempt=message.attempt, progress=_stored(progress),
-                                   progress_meta=progress.meta if progress else None,
-                                   updated=time.time()), ttl)
+                                   attempt=message.attempt, updated=time.time(),
+                                   **_stored(progress)), ttl)
 
         context = TaskContext(message.id, message.task, message.attempt, 1,
                               message.queue, message.headers, sink=report)
@@ -243,14 +245,12 @@ class Executor:
         ttl = self._ttl(task)
         early = not task.options.acks_late
         now = time.time()
-        last = execution.context.last_progress
-        progress = _stored(last)  # the last one stays visible
-        meta = last.meta if last else None
+        progress = _stored(execution.context.last_progress)  # the last one stays visible
         if outcome.error is None:
             keep = not task.options.ignore_result or message.chord is not None
             record = None if not keep else ResultRecord(
                 id=message.id, state=State.SUCCESS, task=message.task, result=outcome.value,
-                attempt=message.attempt, updated=now, progress=progress, progress_meta=meta)
+                attempt=message.attempt, updated=now, **progress)
             return Completion(delivery, "ack", record, ttl, acked=early, message=message,
                               value=outcome.value)
         info = error_info(outcome.error, outcome.traceback)
@@ -258,16 +258,14 @@ class Executor:
             self.app.middleware.notify("on_retry", execution, outcome)
             record = ResultRecord(id=message.id, state=State.RETRY, task=message.task,
                                   error=info, attempt=message.attempt, updated=now,
-                                  retry_at=outcome.retry_at, progress=progress,
-                                  progress_meta=meta)
+                                  retry_at=outcome.retry_at, **progress)
             body = seal(message.next_attempt(outcome.retry_at),
                         self.app.settings.max_message_size, self.keys)
             return Completion(delivery, "retry", record, ttl, body=body, at=outcome.retry_at,
                               acked=early, message=message)
         self.app.middleware.notify("on_failure", execution, outcome)
         record = ResultRecord(id=message.id, state=State.FAILURE, task=message.task,
-                              error=info, attempt=message.attempt, updated=now, progress=progress,
-                              progress_meta=meta)
+                              error=info, attempt=message.attempt, updated=now, **progress)
         reason = f"{info.type}: {info.message} (attempt {message.attempt})"
         return Completion(delivery, "dead", record, ttl, reason=reason, acked=early,
                           message=message)
