@@ -248,15 +248,15 @@ class Task(Generic[P, R]):
             created=created,
             headers=check_headers(headers) if headers else {},
             options=self._overrides({"retries": retries, "time_limit": time_limit,
-                                     "soft_time_limit": soft_time_limit}),
+                                     "soft_time_limit": soft_time_limit})
+            if retries is not UNSET or time_limit is not UNSET or soft_time_limit is not UNSET
+            else {},  # the common call overrides nothing: no dicts built, nothing checked
         )
 
     def _overrides(self, given: dict[str, Any]) -> dict[str, Any]:
         """The task options this call overrides, checked as a declaration would be (with
         the task's others: a soft limit must stay below the hard one)."""
         given = {k: v for k, v in given.items() if v is not UNSET}
-        if not given:
-            return {}
         merged = {**self.options.middleware, **given}
         try:
             self.app.middleware.validate_options(self.name, merged)
