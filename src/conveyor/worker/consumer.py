@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -244,10 +244,7 @@ class Consumer:
 
     def running_by_queue(self) -> dict[str, int]:
         with self._lock:
-            counts: dict[str, int] = {}
-            for delivery in self.in_flight.values():
-                counts[delivery.queue] = counts.get(delivery.queue, 0) + 1
-            return counts
+            return dict(Counter(delivery.queue for delivery in self.in_flight.values()))
 
     def renew_leases(self) -> None:
         with self._lock:
