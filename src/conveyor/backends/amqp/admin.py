@@ -19,6 +19,7 @@ import msgspec
 from pamqp import commands as spec
 
 from conveyor.backends.amqp.client import Session, confirmed, properties
+from conveyor.backends.amqp.headers import number
 from conveyor.backends.amqp.topology import LEVELS, Names, count, declare_registry
 from conveyor.broker import DeadLetter, QueueStats, Revoked, WorkerInfo
 
@@ -71,14 +72,6 @@ async def with_channel(session: Session, use: Callable[[aiormq.abc.AbstractChann
 
 def _task_id(message: aiormq.abc.DeliveredMessage) -> str:
     return message.header.properties.message_id or ""
-
-
-def _float(raw: Any) -> float:
-    """A number kept as text in a header (AMQP's float header is 32 bits)."""
-    try:
-        return float(raw.decode() if isinstance(raw, bytes) else raw)
-    except (TypeError, ValueError):
-        return 0.0
 
 
 def _headers(message: aiormq.abc.DeliveredMessage) -> dict[str, Any]:
@@ -202,7 +195,7 @@ async def dead_letters(broker: Site, session: Session, queue: str | None,
                 headers = _headers(message)
                 letters.append(DeadLetter(
                     id=_task_id(message), queue=q, reason=str(headers.get(REASON, "")),
-                    failed_at=_float(headers.get(FAILED_AT)), body=message.body))
+                    failed_at=number(headers.get(FAILED_AT)) or 0.0, body=message.body))
         return letters
 
     letters: list[DeadLetter] = await with_channel(session, read)
@@ -269,7 +262,7 @@ async def workers(broker: Site, session: Session) -> list[WorkerInfo]:
         headers = _headers(message)
         if FORGET in headers:
             live.pop(str(headers[FORGET]), None)
-        elif _float(headers.get(EXPIRES)) > now:
+        elif (number(headers.get(EXPIRES)) or 0.0) > now:
             info = _worker.decode(message.body)
             live[info.id] = info
         else:

@@ -26,8 +26,13 @@ def counted(headers: dict[str, Any]) -> int:
 
 
 def eta_of(headers: dict[str, Any]) -> float | None:
-    raw = headers.get(ETA)
+    return number(headers.get(ETA))
+
+
+def number(raw: Any) -> float | None:
+    """A number kept as text in a header (AMQP's float header is 32 bits, too coarse for
+    a time), or None when it isn't one."""
     try:
-        return float(raw.decode() if isinstance(raw, bytes) else raw)  # type: ignore[arg-type]
+        return float(raw.decode() if isinstance(raw, bytes) else raw)
     except (TypeError, ValueError):
         return None
