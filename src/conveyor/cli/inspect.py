@@ -83,7 +83,7 @@ def result(app: App, task_id: str, as_json: bool) -> None:
         echo(f"{task_id}: PENDING (nothing recorded: queued, unknown, or expired)")
         return
     echo(f"id:       {record.id}\ntask:     {record.task}\nstate:    {record.state.value}"
-               f"\nattempt:  {record.attempt}\nupdated:  {ago(record.updated)}")
+         f"\nattempt:  {record.attempt}\nupdated:  {ago(record.updated)}")
     if record.progress:
         current, total, message = record.progress
         shown = f"{current:g}/{total:g}" if total else f"{current:g}"
@@ -113,7 +113,7 @@ def revoke(app: App, ids: tuple[str, ...]) -> None:
         raise click.BadParameter(str(exc), param_hint="ID") from exc
     for task_id in dict.fromkeys(ids):
         echo(f"{task_id}: revoked" if task_id in revoked else
-                   f"{task_id}: not pending (running, finished or unknown), left alone")
+             f"{task_id}: not pending (running, finished or unknown), left alone")
     if len(revoked) < len(set(ids)):
         click.get_current_context().exit(1)
 
