@@ -36,6 +36,11 @@ class Route(NamedTuple):
     queue: str | None
     priority: int | None
 
+    def place(self, queue: str, priority: int) -> tuple[str, int]:
+        """(queue, priority) of a task placed at `queue`, `priority` before routing."""
+        return (queue if self.queue is None else self.queue,
+                priority if self.priority is None else self.priority)
+
 
 def check_routes(routes: object) -> tuple[Route, ...]:
     """The routing table, in order, or ConfigurationError naming the bad pattern, key
@@ -124,10 +129,8 @@ class Controls:
                                          f"{self.defaults!r})") from None
         route = self.route(name)
         if route is not None:
-            if route.queue is not None:
-                merged["queue"] = route.queue
-            if route.priority is not None:
-                merged["priority"] = route.priority
+            merged["queue"], merged["priority"] = route.place(merged.get("queue", "default"),
+                                                              merged.get("priority", 0))
         return build_options(name, merged, middleware.options)
 
     def placement(self, name: str) -> tuple[str, int]:
@@ -135,11 +138,10 @@ class Controls:
         found = self._placements.get(name)
         if found is None:
             route = self.route(name)
-            queue = self.defaults.get("queue", "default")
-            priority = self.defaults.get("priority", 0)
+            queue, priority = (self.defaults.get("queue", "default"),
+                               self.defaults.get("priority", 0))
             if route is not None:
-                queue = queue if route.queue is None else route.queue
-                priority = priority if route.priority is None else route.priority
+                queue, priority = route.place(queue, priority)
             if len(self._placements) >= _CACHE_LIMIT:
                 self._placements.clear()
             found = self._placements[name] = (queue, priority)
