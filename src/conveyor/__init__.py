@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         Retry,
         SerializationError,
         TaskError,
+        TaskTerminated,
         TimeLimitExceeded,
     )
     from conveyor.middleware import Execution, Middleware, Outcome
@@ -60,7 +61,7 @@ _HOMES = {
     **dict.fromkeys(
         ["BrokerUnavailable", "ConfigurationError", "ConveyorError", "MessageTooLarge",
          "NotRegistered", "RetriesExhausted", "Retry", "SerializationError", "TaskError",
-         "TimeLimitExceeded"],
+         "TaskTerminated", "TimeLimitExceeded"],
         "conveyor.errors"),
 }
 
@@ -68,7 +69,8 @@ __all__ = [
     "App", "AsyncResult", "BrokerUnavailable", "ConfigurationError", "ConveyorError",
     "Execution", "GroupResult", "MessageTooLarge", "Middleware", "NotRegistered", "Outcome",
     "Progress", "RetriesExhausted", "Retry", "SerializationError", "Signature", "Snapshot",
-    "State", "Task", "TaskContext", "TaskError", "TimeLimitExceeded", "chain", "chord",
+    "State", "Task", "TaskContext", "TaskError", "TaskTerminated", "TimeLimitExceeded",
+    "chain", "chord",
     "cron", "every", "group",
 ]
 

@@ -257,20 +257,24 @@ class App(Declarer):
         back as they are. Returns how many. Published before deleted: never lost."""
         return admin.retry_dead(self, ids, queue)
 
-    def revoke(self, task_ids: str | Sequence[str]) -> list[str]:
+    def revoke(self, task_ids: str | Sequence[str], terminate: bool = False) -> list[str]:
         """Make tasks that haven't started never run: their waiting messages (ready, or
         scheduled for a countdown, an eta or a retry backoff) are deleted and each task
         ends REVOKED, so `get()` raises TaskError("TaskRevoked"). Returns the ids revoked,
-        in the order given; one already running (it is not stopped), finished, or unknown
-        is left alone and not returned. What a revoked task would have set off ends as if
-        it had expired: a chain's later steps and a chord's callback end FAILURE, its
-        `link_error` handlers run, its unique key is freed (docs/tasks.md).
+        in the order given; one already running, finished, or unknown is left alone and
+        not returned. What a revoked task would have set off ends as if it had expired: a
+        chain's later steps and a chord's callback end FAILURE, its `link_error` handlers
+        run, its unique key is freed (docs/tasks.md).
+
+        With `terminate=True`, running tasks are stopped too, within seconds, on whichever
+        worker runs them: they end REVOKED and never run again (docs/worker.md, "Stopping
+        a running task"); their ids are returned as well.
 
         Raises TypeError for an id that isn't a string, ValueError for an empty one,
         BrokerUnavailable when the broker or result store can't be reached (if the result
         store fails, the messages are put back: the tasks will run).
         """
-        return admin.revoke(self, task_ids)
+        return admin.revoke(self, task_ids, terminate)
 
     def pause(self, queue: str) -> bool:
         """Pause `queue` cluster-wide: within a second every worker stops taking its tasks

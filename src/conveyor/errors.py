@@ -52,6 +52,14 @@ class TimeLimitExceeded(ConveyorError):
     """A task ran past its `soft_time_limit` or `time_limit`."""
 
 
+class TaskTerminated(BaseException):  # noqa: N818 - says what happened, as TimeLimitExceeded
+    """Raised inside a running task that `revoke(terminate=True)` stops, at its next Python
+    instruction (an async task is cancelled instead). A BaseException, as KeyboardInterrupt
+    is: an ``except Exception`` meant for the task's own errors doesn't swallow it, while
+    ``finally`` blocks and context managers still clean up. The task ends REVOKED.
+    """
+
+
 class TaskError(ConveyorError):
     """A task failed on a worker: carries the remote exception's type, message and traceback.
 

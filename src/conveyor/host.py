@@ -70,7 +70,7 @@ class Host(Protocol):
     def on_commit(self, publish: Callable[[], object], using: str | None = None) -> None:
         """Call `publish` once the current database transaction commits."""
 
-    def revoke(self, task_ids: str | Sequence[str]) -> list[str]: ...
+    def revoke(self, task_ids: str | Sequence[str], terminate: bool = False) -> list[str]: ...
 
     def AsyncResult(self, task_id: str) -> AsyncResult[Any]: ...  # noqa: N802 - Celery's name
 

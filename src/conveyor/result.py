@@ -26,7 +26,7 @@ class ResultSource(Protocol):
     @property
     def results(self) -> ResultStore: ...
 
-    def revoke(self, task_ids: str | Sequence[str]) -> list[str]: ...
+    def revoke(self, task_ids: str | Sequence[str], terminate: bool = False) -> list[str]: ...
 
 
 class Snapshot:
@@ -162,12 +162,10 @@ class AsyncResult(Generic[R]):
         self.app.results.forget([self.id])
 
     def revoke(self, terminate: bool = False) -> bool:
-        """Make a task that hasn't started never run (it ends REVOKED); True if it was
-        still waiting. A running task is left alone (see App.revoke)."""
-        if terminate:
-            raise NotImplementedError("revoke(terminate=True), stopping a running task, is "
-                                      "not available yet in this version of Conveyor")
-        return bool(self.app.revoke(self.id))
+        """Make the task never run if it is still waiting (it ends REVOKED); with
+        `terminate`, stop it too if it is running, within seconds. True if it was waiting
+        (or, with `terminate`, running). See App.revoke."""
+        return bool(self.app.revoke(self.id, terminate))
 
 
 class GroupResult:

@@ -3,13 +3,14 @@ running, finished and unknown ones are left alone."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 
 from conveyor import App, TaskError, chain, chord, group
-from conveyor.backends.memory import MemoryResultStore
+from conveyor.backends.memory import MemoryBroker, MemoryResultStore
 from conveyor.errors import BrokerUnavailable
 from conveyor.message import Message
 from conveyor.middleware.base import Middleware
@@ -268,5 +269,28 @@ def test_async_result_revoke_revokes_a_waiting_task_once(app: App) -> None:
     assert pending.revoke() is True
     assert pending.state is State.REVOKED
     assert pending.revoke() is False  # nothing left to revoke
-    with pytest.raises(NotImplementedError, match="terminate"):
-        pending.revoke(terminate=True)
+    assert pending.revoke(terminate=True) is False  # finished (REVOKED): left alone
+
+
+def test_terminate_of_a_task_reserved_but_not_started_ends_it_revoked_unrun(app: App) -> None:
+    # Given a task whose record says it runs (its worker reserved it)
+    ran: list[int] = []
+
+    @app.task
+    def job() -> None:
+        ran.append(1)
+
+    now = [1000.0]
+    app.use(broker=MemoryBroker(clock=lambda: now[0]))
+    result = job.delay()
+    assert app.broker.reserve(["default"], 1, 0)  # a worker holds it, then dies
+    app.results.store([(ResultRecord(id=result.id, state=State.STARTED, task=job.name,
+                                     updated=time.time()), 60)])
+
+    # When it is revoked with terminate: it can't be removed, so it is asked to stop
+    assert app.revoke(result.id, terminate=True) == [result.id]
+    # Then the worker that gets it redelivered, once the lease ran out, never runs it
+    now[0] += 31
+    run_until_idle(app)
+    assert ran == []
+    assert result.state is State.REVOKED

@@ -189,3 +189,35 @@ def bad_progress(task: TaskContext) -> str:
     except TypeError as exc:
         return f"refused: {exc}"
     return "accepted"
+
+
+@app.task
+def stoppable(seconds: float) -> str:
+    """Runs `seconds` in short sleeps: a terminate request lands between two of them."""
+    record("stoppable.log", str(os.getpid()))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    return "finished"
+
+
+@app.task
+async def async_stoppable(seconds: float) -> str:
+    record("stoppable.log", str(os.getpid()))
+    await asyncio.sleep(seconds)
+    return "finished"
+
+
+@app.task
+def blocked(seconds: float) -> str:
+    """One long sleep: no Python instruction runs inside it until it returns."""
+    record("stoppable.log", str(os.getpid()))
+    time.sleep(seconds)
+    return "finished"
+
+
+@app.task(time_limit=1)
+def stuck_in_c() -> int:
+    """Holds the GIL in C code for hours: no thread of its process runs meanwhile."""
+    record("stuck.log", str(os.getpid()))
+    return sum(range(10**13))

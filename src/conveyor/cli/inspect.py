@@ -104,17 +104,27 @@ def result(app: App, task_id: str, as_json: bool) -> None:
 @click.command()
 @with_app
 @click.argument("ids", nargs=-1, required=True)
-def revoke(app: App, ids: tuple[str, ...]) -> None:
-    """Make tasks that haven't started never run (they end REVOKED). Running tasks are not
-    stopped. Exit status 1 if any ID wasn't pending."""
+@click.option("--terminate", is_flag=True,
+              help="Stop running tasks too, within seconds (they end REVOKED).")
+def revoke(app: App, ids: tuple[str, ...], terminate: bool) -> None:
+    """Make tasks that haven't started never run (they end REVOKED); with --terminate,
+    stop running ones too. Exit status 1 if any ID was left alone."""
     try:
         revoked = set(app.revoke(list(ids)))
+        rest = [task_id for task_id in dict.fromkeys(ids) if task_id not in revoked]
+        stopped = set(app.revoke(rest, terminate=True)) if terminate and rest else set()
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="ID") from exc
     for task_id in dict.fromkeys(ids):
-        echo(f"{task_id}: revoked" if task_id in revoked else
-             f"{task_id}: not pending (running, finished or unknown), left alone")
-    if len(revoked) < len(set(ids)):
+        if task_id in revoked:
+            echo(f"{task_id}: revoked")
+        elif task_id in stopped:
+            echo(f"{task_id}: running: asked to stop (it ends REVOKED within seconds)")
+        elif terminate:
+            echo(f"{task_id}: not waiting or running (finished or unknown), left alone")
+        else:
+            echo(f"{task_id}: not pending (running, finished or unknown), left alone")
+    if len(revoked) + len(stopped) < len(set(ids)):
         click.get_current_context().exit(1)
 
 

@@ -1,5 +1,6 @@
 """Ending and re-running tasks from outside a worker: `revoke` (tasks that haven't
-started never run) and `retry_dead` (dead letters run again as fresh tasks).
+started never run; with `terminate`, running ones are stopped too: lifecycle/stopping.py)
+and `retry_dead` (dead letters run again as fresh tasks).
 
 `App.revoke` and `App.retry_dead` are these, handed the App.
 """
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 import msgspec
 
 from conveyor.host import Runtime
+from conveyor.lifecycle import stopping
 from conveyor.lifecycle.followups import Followups
 from conveyor.message import Envelope, Message, UnreadableMessage, now, seal, unseal
 from conveyor.records import ErrorInfo, ResultRecord, State
@@ -18,7 +20,7 @@ from conveyor.records import ErrorInfo, ResultRecord, State
 REVOKED = "revoked before it started"
 
 
-def revoke(app: Runtime, task_ids: str | Sequence[str]) -> list[str]:
+def revoke(app: Runtime, task_ids: str | Sequence[str], terminate: bool = False) -> list[str]:
     """See `App.revoke`."""
     ids = [task_ids] if isinstance(task_ids, str) else task_ids
     if not isinstance(ids, Sequence) or not all(isinstance(i, str) for i in ids):
@@ -28,8 +30,9 @@ def revoke(app: Runtime, task_ids: str | Sequence[str]) -> list[str]:
         raise ValueError(f"revoke() got an empty task id in {task_ids!r}")
     ids = list(dict.fromkeys(ids))
     removed = {r.id: r for r in reversed(app.broker.revoke(ids))} if ids else {}
+    running = _terminate(app, [i for i in ids if i not in removed]) if terminate else set()
     if not removed:
-        return []
+        return [task_id for task_id in ids if task_id in running]
     ttl, when = app.settings.result_ttl, now()
     records: list[tuple[ResultRecord, float]] = []
     ended: list[tuple[Message, ErrorInfo]] = []
@@ -56,7 +59,21 @@ def revoke(app: Runtime, task_ids: str | Sequence[str]) -> list[str]:
         Followups(app).revoked(ended)
     for message, _ in ended:
         app.middleware.notify("on_revoked", message, REVOKED)
-    return [task_id for task_id in ids if task_id in removed]
+    return [task_id for task_id in ids if task_id in removed or task_id in running]
+
+
+def _terminate(app: Runtime, ids: list[str]) -> set[str]:
+    """Ask workers to stop these tasks (those not waiting any more); return the ones whose
+    record says they run. Finished ones are left alone; those with no record yet (reserved
+    ahead by a worker, or unknown) get the request too, and so never start."""
+    if not ids:
+        return set()
+    records = app.results.get_many(ids)
+    asked = [i for i, record in zip(ids, records, strict=True)
+             if record is None or not record.state.is_final]
+    stopping.request_termination(app.coordination, asked)
+    return {i for i, record in zip(ids, records, strict=True)
+            if record is not None and not record.state.is_final}
 
 
 def retry_dead(app: Runtime, ids: Sequence[str] | None = None, queue: str | None = None) -> int:

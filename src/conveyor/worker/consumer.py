@@ -19,13 +19,15 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from conveyor.broker import Delivery
-from conveyor.errors import ConveyorError, TaskError, TimeLimitExceeded
+from conveyor.errors import ConveyorError, TaskError, TaskTerminated, TimeLimitExceeded
+from conveyor.lifecycle import stopping
 from conveyor.lifecycle.completion import Completion
 from conveyor.lifecycle.followups import Followups, needed
 from conveyor.message import Envelope
 from conveyor.middleware.base import Outcome
 from conveyor.records import ResultRecord
 from conveyor.worker import threads as worker_threads
+from conveyor.worker.deadlines import Board
 from conveyor.worker.executor import Executor, Prepared
 from conveyor.worker.paused import PausedQueues
 from conveyor.worker.pools import Pools
@@ -50,14 +52,14 @@ class Consumer:
     def __init__(self, app: App, queues: Sequence[str], threads: int,
                  prefetch: int | None = None,
                  on_thread_death: Callable[[str], None] | None = None,
-                 name: str = "worker") -> None:
+                 name: str = "worker", board: Board | None = None) -> None:
         self.app = app
         self.queues = list(queues)
         self.pausing = PausedQueues(app, self.queues, name)  # what to reserve from
         self.prefetch = prefetch or default_prefetch(threads)
         self.on_thread_death = on_thread_death
         self.dead_thread: str | None = None  # a thread of this consumer that died
-        self.executor = Executor(app, self._post_record, self._ack_now)
+        self.executor = Executor(app, self._post_record, self._ack_now, board)
         self.pools = Pools(self.executor, threads, self.thread_died)
         self.in_flight: dict[tuple[str, int, str], Delivery] = {}
         self.processed = 0
@@ -238,6 +240,9 @@ class Consumer:
             for c in completions:
                 self.in_flight.pop(_key(c.delivery), None)
             self._slots.notify_all()
+        if self.executor.stopper.asked:  # a request read again while it was finishing
+            for c in completions:
+                self.executor.stopper.finished(c.delivery.id)
         self.processed += len(completions)
 
     # -- leases and shutdown ---------------------------------------------------------
@@ -254,14 +259,27 @@ class Consumer:
 
     def end_overdue(self) -> list[Prepared]:
         """End every task past its hard deadline: its attempt fails (or retries) with
-        TimeLimitExceeded. Its thread goes on; only replacing the process stops it."""
+        TimeLimitExceeded, or, asked to terminate, it ends REVOKED. Its thread goes on;
+        only replacing the process stops it."""
         overdue = self.executor.deadlines.overdue()
         for prepared, execution in overdue:
             ran = time.time() - execution.started
-            error = TimeLimitExceeded(f"hard time limit exceeded after {ran:.1f} s: the task "
-                                      "was stopped by replacing its worker process")
+            error: BaseException = TimeLimitExceeded(
+                f"hard time limit exceeded after {ran:.1f} s: the task was stopped by "
+                "replacing its worker process")
+            if prepared.message.id in self.executor.stopper.asked:
+                error = TaskTerminated()
             self.post_completion(self.executor.finish(prepared, execution, Outcome(error=error)))
         return [prepared for prepared, _ in overdue]
+
+    def terminate_requested(self) -> None:
+        """Stop the tasks held here that `revoke(terminate=True)` asked to stop (one read
+        of the store; the heartbeat calls it every `stopping.POLL` seconds)."""
+        with self._lock:
+            held = {delivery.id for delivery in self.in_flight.values()}
+        if held:
+            self.executor.stopper.stop(stopping.termination_requested(self.app.coordination,
+                                                                      held))
 
     def abandon(self) -> None:
         """Before this process is replaced: stop reserving, then hand back at once every

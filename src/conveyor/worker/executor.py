@@ -8,6 +8,8 @@ dead letter with the reason, and a FAILURE result when the task id can be truste
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 import traceback
 from collections.abc import Callable
@@ -18,16 +20,28 @@ import msgspec
 
 from conveyor.broker import Delivery
 from conveyor.context import TaskContext, current_task
-from conveyor.errors import NotRegistered, Retry, SerializationError, TimeLimitExceeded
+from conveyor.errors import (
+    ConveyorError,
+    NotRegistered,
+    Retry,
+    SerializationError,
+    TimeLimitExceeded,
+)
+from conveyor.lifecycle import stopping
 from conveyor.lifecycle.completion import Completion, once_claim
 from conveyor.message import Message, UnreadableMessage, encode_value, seal, unseal
 from conveyor.middleware.base import Execution, Outcome
 from conveyor.records import ErrorInfo, Progress, ResultRecord, State
 from conveyor.task import Task
-from conveyor.worker.deadlines import Deadlines
+from conveyor.worker.deadlines import Board, Deadlines
+from conveyor.worker.stopper import Stopper
 
 if TYPE_CHECKING:
+    import asyncio
+
     from conveyor.app import App
+
+logger = logging.getLogger("conveyor.worker")
 
 ONCE_TTL_MIN = 86400.0  # a duplicate comes a lease or a beat handover after the original
 RecordSink = Callable[[ResultRecord, float], None]
@@ -38,6 +52,12 @@ class Prepared:
     delivery: Delivery
     message: Message
     task: Task[Any, Any]
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    import asyncio  # only async tasks get here: asyncio is loaded
+
+    return asyncio.current_task()
 
 
 def _stored(progress: Progress | None) -> dict[str, Any]:
@@ -73,10 +93,11 @@ def utc(timestamp: float) -> str:
 
 
 class Executor:
-    def __init__(self, app: App, sink: RecordSink, early_ack: Callable[[Delivery], None]
-                 ) -> None:
+    def __init__(self, app: App, sink: RecordSink, early_ack: Callable[[Delivery], None],
+                 board: Board | None = None) -> None:
         self.app = app
-        self.deadlines: Deadlines[tuple[Prepared, Execution]] = Deadlines()
+        self.deadlines: Deadlines[tuple[Prepared, Execution]] = Deadlines(board)
+        self.stopper: Stopper[Prepared] = Stopper(self.deadlines)
         self.sink = sink
         self.early_ack = early_ack
         self.keys = app.settings.signing_keys
@@ -111,7 +132,44 @@ class Executor:
                                   result=reason, attempt=message.attempt, updated=time.time())
             self.app.middleware.notify("on_revoked", message, reason)
             return Completion(delivery, "ack", record, self._ttl(task), message=message)
-        return Prepared(delivery, message, task)
+        prepared = Prepared(delivery, message, task)
+        if delivery.redelivered:
+            return self._after_death(prepared)
+        return prepared
+
+    def _after_death(self, prepared: Prepared) -> Prepared | Completion:
+        """A redelivered message (whoever held it died): it may have been asked to stop,
+        or its attempt killed past its hard time limit (lifecycle/stopping.py)."""
+        message = prepared.message
+        try:
+            fate = stopping.after_death(self.app.coordination, message.id, message.attempt)
+        except ConveyorError as exc:  # can't tell: run it again, at least once
+            logger.warning("task %s: can't read whether it was stopped (%s): running it",
+                           message.id, exc)
+            return prepared
+        if fate == "terminate":
+            return self.revoked(prepared)
+        if fate == "overdue":
+            context = TaskContext(message.id, message.task, message.attempt, 1,
+                                  message.queue, message.headers)
+            execution = Execution(message, prepared.task, context, time.time())
+            error = TimeLimitExceeded("hard time limit exceeded: the task held its worker "
+                                      "process (in C code, say) and was stopped by killing it")
+            ended = self.finish(prepared, execution, Outcome(error=error))
+            return dataclasses.replace(ended, acked=False)  # this copy was never acked
+        return prepared
+
+    def revoked(self, prepared: Prepared, progress: dict[str, Any] | None = None,
+                acked: bool = False) -> Completion:
+        """The task was asked to stop (`revoke(terminate=True)`): it ends REVOKED, for good."""
+        message = prepared.message
+        self.stopper.finished(message.id)
+        record = ResultRecord(id=message.id, state=State.REVOKED, task=message.task,
+                              result=stopping.TERMINATED, attempt=message.attempt,
+                              updated=time.time(), **(progress or {}))
+        self.app.middleware.notify("on_revoked", message, stopping.TERMINATED)
+        return Completion(prepared.delivery, "ack", record, self._ttl(prepared.task),
+                          acked=acked, message=message)
 
     def first_run(self, prepared: Prepared) -> bool:
         """For a `once` message (a workflow step or beat tick, which a dying publisher may
@@ -174,16 +232,22 @@ class Executor:
         return Execution(message, task, context, started), args
 
     def run_sync(self, prepared: Prepared) -> Completion:
+        if prepared.message.id in self.stopper.asked:
+            return self.revoked(prepared)
         if prepared.message.once and not self.first_run(prepared):
             return self.duplicate(prepared)
         execution, args = self.start(prepared)
         token = current_task.set(execution.context)
         outcome = Outcome()
         try:
-            self.app.middleware.before_execute(execution)
-            self.deadlines.watch(prepared, execution.deadline, (prepared, execution))
-            with self.app.middleware.wrapped(execution):
-                outcome.value = execution.task.fn(*args, **execution.message.kwargs)
+            self.stopper.enter(prepared, execution)
+            try:
+                self.app.middleware.before_execute(execution)
+                self._watch(prepared, execution)
+                with self.app.middleware.wrapped(execution):
+                    outcome.value = execution.task.fn(*args, **execution.message.kwargs)
+            finally:  # inside the outer try: a TaskTerminated landing here is caught
+                self.stopper.leave(prepared)
         except BaseException as exc:  # noqa: BLE001 - a task's failure is data here
             if isinstance(exc, TypeError) and (mismatch := self._signature_mismatch(prepared)):
                 return mismatch
@@ -198,14 +262,20 @@ class Executor:
 
             if not await asyncio.to_thread(self.first_run, prepared):
                 return self.duplicate(prepared)
+        if prepared.message.id in self.stopper.asked:
+            return self.revoked(prepared)
         execution, args = self.start(prepared)
         token = current_task.set(execution.context)
         outcome = Outcome()
         try:
-            self.app.middleware.before_execute(execution)
-            self.deadlines.watch(prepared, execution.deadline, (prepared, execution))
-            with self.app.middleware.wrapped(execution):
-                outcome.value = await execution.task.fn(*args, **execution.message.kwargs)
+            self.stopper.enter(prepared, execution, _current_task())
+            try:
+                self.app.middleware.before_execute(execution)
+                self._watch(prepared, execution)
+                with self.app.middleware.wrapped(execution):
+                    outcome.value = await execution.task.fn(*args, **execution.message.kwargs)
+            finally:
+                self.stopper.leave(prepared)
         except BaseException as exc:  # noqa: BLE001 - includes CancelledError from limits
             if isinstance(exc, TypeError) and (mismatch := self._signature_mismatch(prepared)):
                 return mismatch
@@ -213,6 +283,11 @@ class Executor:
         finally:
             current_task.reset(token)
         return self.finish(prepared, execution, outcome)
+
+    def _watch(self, prepared: Prepared, execution: Execution) -> None:
+        message = prepared.message
+        self.deadlines.watch(prepared, execution.deadline, (prepared, execution), message.id,
+                             message.attempt)
 
     # -- after running ---------------------------------------------------------------
 
@@ -246,6 +321,8 @@ class Executor:
         early = not task.options.acks_late
         now = time.time()
         progress = _stored(execution.context.last_progress)  # the last one stays visible
+        if outcome.error is not None and message.id in self.stopper.asked:
+            return self.revoked(prepared, progress, acked=early)  # never retried
         if outcome.error is None:
             keep = not task.options.ignore_result or message.chord is not None
             record = None if not keep else ResultRecord(

@@ -1,6 +1,13 @@
 """The supervisor: forks worker processes (and, with `beat_lease=`, a beat process), restarts
 any that dies, recycles them, and turns signals into warm or cold shutdown.
 
+Hard deadlines: each worker process writes the deadlines of its running tasks to a
+`Board` shared with the supervisor. A process still holding a task `STUCK_GRACE` seconds
+past its deadline can't act (a task holding the GIL in C code stops all its threads), so
+the supervisor replaces it: it forks the replacement first, which marks the stuck
+attempts in the store (their redelivered messages then end with TimeLimitExceeded
+instead of running again), and kills the stuck process once it has.
+
 Signals: the supervisor alone listens to SIGINT/SIGTERM; its children ignore them, so
 a signal sent to the whole process group (Ctrl-C in a terminal, `kill -TERM -PGID`)
 counts once. The first asks the children for a warm shutdown (SIGUSR1), the second for
@@ -18,7 +25,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from conveyor.worker.deadlines import EXIT_HARD_LIMIT
+from conveyor.worker.deadlines import EXIT_HARD_LIMIT, STUCK_GRACE, Board, Entry
 
 if TYPE_CHECKING:
     from conveyor.app import App
@@ -27,6 +34,7 @@ logger = logging.getLogger("conveyor.supervisor")
 
 WARM, COLD = signal.SIGUSR1, signal.SIGUSR2
 CRASH_WINDOW = 2.0  # a child dying sooner than this after start counts as a crash loop
+TAKE_OVER_WAIT = 5.0  # a replacement that hasn't marked the stuck tasks by then: kill anyway
 
 
 def configure_logging(level: str) -> None:
@@ -72,6 +80,9 @@ class Supervisor:
         self.beat_lease = beat_lease  # with a lease: run a beat in a process of its own
         self.children: dict[int, float] = {}  # pid -> start time
         self.beat_pid: int | None = None
+        self.boards: dict[int, Board] = {}  # worker pid -> the deadlines it publishes
+        self.replacing: dict[int, tuple[float, int]] = {}  # stuck pid -> (since, pipe)
+        self.killed: set[int] = set()  # stuck pids killed, not reaped yet
         self._signals = 0
         self._crash_delay = 0.0
 
@@ -88,6 +99,7 @@ class Supervisor:
                 self._spawn(beat=True)
             while self._signals == 0:
                 self._reap(restart=True)
+                self._police()
                 time.sleep(0.1)
             self._tell_children(WARM)
             told_cold = False
@@ -96,6 +108,7 @@ class Supervisor:
                     self._tell_children(COLD)
                     told_cold = True
                 self._reap(restart=False)
+                self._police()
                 time.sleep(0.05)
             return 0
         finally:
@@ -126,6 +139,12 @@ class Supervisor:
             started = self.children.pop(pid, time.monotonic())
             code = os.waitstatus_to_exitcode(status)
             was_beat = pid == self.beat_pid
+            board = self.boards.pop(pid, None)
+            if board is not None:
+                board.close()
+            if pid in self.replacing or pid in self.killed:  # replaced already
+                self._forget_stuck(pid)
+                continue
             if not restart:
                 continue
             if was_beat:
@@ -140,16 +159,55 @@ class Supervisor:
             time.sleep(self._crash_delay)
             self._spawn(beat=was_beat)
 
-    def _spawn(self, beat: bool = False) -> None:
+    def _police(self) -> None:
+        """Replace the worker processes stuck past a task's deadline (see the module's
+        docstring); kill each once its replacement has marked its tasks."""
+        now = time.monotonic()
+        for pid, (since, pipe) in list(self.replacing.items()):
+            if _signalled(pipe) or now - since > TAKE_OVER_WAIT:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self._forget_stuck(pid)
+                self.killed.add(pid)
+        for pid, board in list(self.boards.items()):
+            if pid in self.replacing or pid in self.killed:
+                continue
+            stuck = [e for e in board.read() or () if e.deadline + STUCK_GRACE <= now]
+            if not stuck:
+                continue
+            first = min(stuck)
+            why = "its hard time limit" if first.kind == "limit" else "a terminate request"
+            logger.error("worker %d is stuck: task %s is %.1f s past %s and the process "
+                         "doesn't respond (a task holding the GIL in C code?): replacing it",
+                         pid, first.task_id, now - first.deadline, why)
+            done, told = os.pipe()
+            os.set_blocking(done, False)
+            self.replacing[pid] = (now, done)
+            self._spawn(stuck=(stuck, told, done))
+            os.close(told)
+
+    def _forget_stuck(self, pid: int) -> None:
+        _, pipe = self.replacing.pop(pid, (0.0, -1))
+        if pipe >= 0:
+            os.close(pipe)
+        self.killed.discard(pid)
+
+    def _spawn(self, beat: bool = False,
+               stuck: tuple[list[Entry], int, int] | None = None) -> None:
+        board = None if beat else Board()
         pid = os.fork()
         if pid:
             self.children[pid] = time.monotonic()
             if beat:
                 self.beat_pid = pid
+            elif board is not None:
+                self.boards[pid] = board
             return
         code = 1
         try:
-            code = self._beat_child() if beat else self._child()
+            code = self._beat_child() if beat else self._child(board, stuck)
         except BaseException:
             logger.exception("beat process failed" if beat else "worker process failed")
         finally:
@@ -174,14 +232,29 @@ class Supervisor:
         beat.run()
         return 0
 
-    def _child(self) -> int:
-        from conveyor.worker.worker import Worker
+    def _child(self, board: Board | None,
+               stuck: tuple[list[Entry], int, int] | None = None) -> int:
+        from conveyor.worker.worker import Worker, take_over
 
-        worker = Worker(self._app(), self.queues, self.threads, max_tasks=self.max_tasks_per_child,
-                        max_memory_mb=self.max_memory_per_child, prefetch=self.prefetch,
-                        grace=self.grace, supervised=True)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        app = self._app()
+        if stuck is not None:
+            entries, told, done = stuck
+            os.close(done)
+            try:
+                take_over(app, entries)
+            except Exception:  # noqa: BLE001 - the stuck process must go all the same
+                logger.exception("can't mark the stuck tasks %s: they may run again",
+                                 ", ".join(e.task_id for e in entries))
+            finally:
+                os.write(told, b"1")
+                os.close(told)
+            if self._signals:  # the supervisor is shutting down: replace, don't work
+                return 0
+        worker = Worker(app, self.queues, self.threads, max_tasks=self.max_tasks_per_child,
+                        max_memory_mb=self.max_memory_per_child, prefetch=self.prefetch,
+                        grace=self.grace, supervised=True, board=board)
         signal.signal(WARM, lambda *_: worker.stop(cold=False))
         signal.signal(COLD, lambda *_: worker.stop(cold=True))
         if self.on_child_start is not None:
@@ -190,3 +263,11 @@ class Supervisor:
                     ",".join(self.queues), self.threads, worker.consumer.prefetch)
         worker.run()
         return 0
+
+
+def _signalled(pipe: int) -> bool:
+    """Whether the replacement wrote to (or closed) its end of the pipe."""
+    try:
+        return os.read(pipe, 1) is not None
+    except BlockingIOError:
+        return False

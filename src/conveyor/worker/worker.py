@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 
 from conveyor.broker import WorkerInfo
 from conveyor.errors import ConveyorError
+from conveyor.lifecycle import stopping
 from conveyor.worker import threads as worker_threads
 from conveyor.worker.consumer import IDLE_WAIT, Consumer
-from conveyor.worker.deadlines import EXIT_HARD_LIMIT
+from conveyor.worker.deadlines import EXIT_HARD_LIMIT, Board, Entry
 from conveyor.worker.outage import Outage
 from conveyor.worker.threads import EXIT_THREAD_DIED
 
@@ -46,6 +47,7 @@ class Worker:
         supervised: bool = False,
         prefetch: int | None = None,
         max_memory_mb: int | None = None,
+        board: Board | None = None,
     ) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -56,7 +58,8 @@ class Worker:
         self.app = app
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.consumer = Consumer(app, queues, threads, prefetch,
-                                 on_thread_death=self._thread_died, name=f"worker {self.id}")
+                                 on_thread_death=self._thread_died, name=f"worker {self.id}",
+                                 board=board)
         self.queues = tuple(queues)
         self.threads = threads
         self.max_tasks = max_tasks
@@ -150,11 +153,14 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         renew_every = self.app.broker.lease_seconds / 3
-        next_renew = next_report = 0.0
+        next_renew = next_report = next_poll = 0.0
         while not self._cold.wait(HEARTBEAT_TICK):
             now = time.monotonic()
             try:
                 self._enforce_deadlines()
+                if now >= next_poll and self.consumer.in_flight:
+                    next_poll = now + stopping.POLL
+                    self.consumer.terminate_requested()
                 if now >= next_renew:
                     self.consumer.renew_leases()
                     next_renew = now + renew_every
@@ -179,8 +185,12 @@ class Worker:
     def _enforce_deadlines(self) -> None:
         overdue = self.consumer.end_overdue()
         for prepared in overdue:
-            logger.error("task %s (%s) ran past its hard time limit", prepared.message.id,
-                         prepared.task.name)
+            if prepared.message.id in self.consumer.executor.stopper.asked:
+                logger.error("task %s (%s) didn't stop when asked to terminate",
+                             prepared.message.id, prepared.task.name)
+            else:
+                logger.error("task %s (%s) ran past its hard time limit", prepared.message.id,
+                             prepared.task.name)
         if not overdue:
             return
         if not self.supervised:
@@ -191,6 +201,16 @@ class Worker:
         self._deregister()
         logging.shutdown()
         os._exit(EXIT_HARD_LIMIT)
+
+
+def take_over(app: App, stuck: Sequence[Entry]) -> None:
+    """In the process replacing a stuck one, before the supervisor kills it: mark the
+    attempts that ran past their hard time limit, so their redelivered messages end
+    with TimeLimitExceeded instead of running again (a terminated task's mark is there
+    already). Raises ConveyorError when the store can't be reached."""
+    for entry in stuck:
+        if entry.kind == "limit":
+            stopping.mark_overdue(app.coordination, entry.task_id, entry.attempt)
 
 
 def resident_mb() -> float:

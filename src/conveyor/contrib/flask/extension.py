@@ -202,9 +202,9 @@ class Conveyor(Declarer):
     def on_commit(self, publish: Callable[[], object], using: str | None = None) -> None:
         self.app.on_commit(publish, using)
 
-    def revoke(self, task_ids: str | Sequence[str]) -> list[str]:
+    def revoke(self, task_ids: str | Sequence[str], terminate: bool = False) -> list[str]:
         """Revoke tasks on the current App, as ``App.revoke``."""
-        return self.app.revoke(task_ids)
+        return self.app.revoke(task_ids, terminate)
 
     def AsyncResult(self, task_id: str) -> result.AsyncResult[Any]:  # noqa: N802 - Celery's name
         """A handle on any task by id, read from the current App's result store."""
