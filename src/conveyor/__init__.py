@@ -33,7 +33,7 @@ if TYPE_CHECKING:
         TaskError,
         TimeLimitExceeded,
     )
-    from conveyor.middleware import Execution, Middleware, Outcome
+    from conveyor.middleware import Defer, Execution, Middleware, Outcome
     from conveyor.records import Progress, State
     from conveyor.result import AsyncResult, GroupResult, Snapshot
     from conveyor.schedules import cron, every
@@ -53,6 +53,7 @@ _HOMES = {
     "TaskContext": "conveyor.context",
     "Task": "conveyor.task",
     "Middleware": "conveyor.middleware",
+    "Defer": "conveyor.middleware",
     "Execution": "conveyor.middleware",
     "Outcome": "conveyor.middleware",
     "cron": "conveyor.schedules",
@@ -66,10 +67,10 @@ _HOMES = {
 
 __all__ = [
     "App", "AsyncResult", "BrokerUnavailable", "ConfigurationError", "ConveyorError",
-    "Execution", "GroupResult", "MessageTooLarge", "Middleware", "NotRegistered", "Outcome",
-    "Progress", "RetriesExhausted", "Retry", "SerializationError", "Signature", "Snapshot",
-    "State", "Task", "TaskContext", "TaskError", "TimeLimitExceeded", "chain", "chord",
-    "cron", "every", "group",
+    "Defer", "Execution", "GroupResult", "MessageTooLarge", "Middleware", "NotRegistered",
+    "Outcome", "Progress", "RetriesExhausted", "Retry", "SerializationError", "Signature",
+    "Snapshot", "State", "Task", "TaskContext", "TaskError", "TimeLimitExceeded", "chain",
+    "chord", "cron", "every", "group",
 ]
 
 

@@ -238,7 +238,7 @@ class Consumer:
             for c in completions:
                 self.in_flight.pop(_key(c.delivery), None)
             self._slots.notify_all()
-        self.processed += len(completions)
+        self.processed += sum(not c.deferred for c in completions)
 
     # -- leases and shutdown ---------------------------------------------------------
 
