@@ -189,3 +189,10 @@ def bad_progress(task: TaskContext) -> str:
     except TypeError as exc:
         return f"refused: {exc}"
     return "accepted"
+
+
+@app.task(rate_limit="10/s")
+def paced(n: int) -> list[float]:
+    """Rate limited to 10 starts a second, cluster-wide: returns when it ran, and where
+    (the rate-limit tests measure the rate from these times, not from their own)."""
+    return [time.time(), os.getpid()]
