@@ -65,7 +65,7 @@ class RateLimits(Middleware):
     options = {"rate_limit": None}
 
     def __init__(self) -> None:
-        self._intervals: dict[str, float | None] = {}  # task name -> its interval (frozen)
+        self._intervals: dict[str, float] = {}  # rate ("100/m") -> its interval (0.6)
         self._outage_since: float | None = None
         self._lock = threading.Lock()
 
@@ -75,9 +75,12 @@ class RateLimits(Middleware):
             interval(task_name, rate)
 
     def before_start(self, task: Task[..., Any], message: Message) -> None:
-        every = self._interval(task)
-        if every is None or holds_slot(message):
+        rate = task.options["rate_limit"]
+        if rate is None or holds_slot(message):
             return
+        every = self._intervals.get(rate)
+        if every is None:
+            every = self._intervals[rate] = interval(task.name, rate)
         try:
             wait = task.app.coordination.pace(schedule_key(task.name), every)
         except ConveyorError as exc:
@@ -87,12 +90,6 @@ class RateLimits(Middleware):
         if wait > TOLERANCE:
             slot = time.time() + wait
             raise Defer(slot, {HEADER: f"{message.attempt}:{slot:.6f}"})
-
-    def _interval(self, task: Task[..., Any]) -> float | None:
-        if task.name not in self._intervals:
-            rate = task.options["rate_limit"]
-            self._intervals[task.name] = None if rate is None else interval(task.name, rate)
-        return self._intervals[task.name]
 
     def _lost(self, exc: ConveyorError) -> None:
         with self._lock:
