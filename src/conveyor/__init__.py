@@ -34,7 +34,7 @@ if TYPE_CHECKING:
         TaskTerminated,
         TimeLimitExceeded,
     )
-    from conveyor.middleware import Execution, Middleware, Outcome
+    from conveyor.middleware import Defer, Execution, Middleware, Outcome
     from conveyor.records import Progress, State
     from conveyor.result import AsyncResult, GroupResult, Snapshot
     from conveyor.schedules import cron, every
@@ -54,6 +54,7 @@ _HOMES = {
     "TaskContext": "conveyor.context",
     "Task": "conveyor.task",
     "Middleware": "conveyor.middleware",
+    "Defer": "conveyor.middleware",
     "Execution": "conveyor.middleware",
     "Outcome": "conveyor.middleware",
     "cron": "conveyor.schedules",
@@ -67,11 +68,10 @@ _HOMES = {
 
 __all__ = [
     "App", "AsyncResult", "BrokerUnavailable", "ConfigurationError", "ConveyorError",
-    "Execution", "GroupResult", "MessageTooLarge", "Middleware", "NotRegistered", "Outcome",
-    "Progress", "RetriesExhausted", "Retry", "SerializationError", "Signature", "Snapshot",
-    "State", "Task", "TaskContext", "TaskError", "TaskTerminated", "TimeLimitExceeded",
-    "chain", "chord",
-    "cron", "every", "group",
+    "Defer", "Execution", "GroupResult", "MessageTooLarge", "Middleware", "NotRegistered",
+    "Outcome", "Progress", "RetriesExhausted", "Retry", "SerializationError", "Signature",
+    "Snapshot", "State", "Task", "TaskContext", "TaskError", "TaskTerminated",
+    "TimeLimitExceeded", "chain", "chord", "cron", "every", "group",
 ]
 
 

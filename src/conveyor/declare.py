@@ -25,9 +25,7 @@ from conveyor.task import AsyncTask, Task
 P = ParamSpec("P")
 R = TypeVar("R")
 
-NOT_YET_SUPPORTED = {
-    "rate_limit": "rate_limit is not available yet in this version of Conveyor",
-}
+NOT_YET_SUPPORTED: dict[str, str] = {}  # option -> why it can't be used yet
 
 
 def default_task_name(fn: Callable[..., Any]) -> str:

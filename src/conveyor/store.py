@@ -4,8 +4,8 @@ and errors) and `Coordination` (small atomic key-value primitives).
 Kept apart from the Broker even when one SQLite file or one Redis serves all three, so a
 deployment can put results elsewhere (`results=` on the App) without touching queues.
 Coordination is apart from results because it is not about any one task: chords,
-unique keys, the beat's lease and run-once guards use it, and so will rate limits and
-pause/resume. By default it lives in the result store's backend.
+unique keys, the beat's lease and run-once guards, paused queues and rate limits use
+it. By default it lives in the result store's backend.
 """
 
 from __future__ import annotations
@@ -66,6 +66,19 @@ class Coordination(Protocol):
 
     def fetch(self, keys: Sequence[str]) -> list[str | None]:
         """Values of `put` keys in one round trip, in order (None: absent or expired)."""
+
+    def pace(self, key: str, interval: float) -> float:
+        """Atomically take the next slot of the schedule at `key`, which hands out one
+        slot every `interval` seconds, and return how many seconds from now it starts
+        (0.0: now). One round trip; what cluster-wide rate limits stand on.
+
+        GCRA, the "theoretical arrival time" (tat) of the next free slot:
+        ``slot = max(now, tat); tat = slot + interval``. So any number of callers, in
+        any processes, get distinct slots at least `interval` apart, and a schedule
+        nobody used for a while starts at once again (it keeps no burst credit). `now`
+        is the store's clock where it has one (Redis `TIME`), and the answer is a
+        delay, not a time, so callers need not agree with the store on the time. The
+        key expires on its own at its tat, when it would answer "now" anyway."""
 
     def close(self) -> None:
         """Release connections. Safe to call twice."""

@@ -1,5 +1,5 @@
 """The coordination contract: what every Coordination store must do (claims, joined sets,
-values), checked only through the Protocol.
+values, pace schedules), checked only through the Protocol.
 
 Expiry follows the `clock` fixture: on the in-process stores it is fake, so TTLs run out
 at once when the test advances it; elsewhere advancing it sleeps.
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import uuid
+
+import pytest
 
 from conveyor.store import Coordination
 from tests.conftest import Clock
@@ -205,3 +207,78 @@ def test_a_value_put_for_a_century_is_kept(coordination: Coordination, clock: Cl
     clock.advance(0.2)
 
     assert coordination.fetch([kept]) == ['["emails"]']
+
+
+# -- pace: the slots rate limits take ---------------------------------------------------
+# On the real-clock stores a call's own time shows in its answer: hence the tolerances.
+
+
+def test_pace_hands_out_one_slot_per_interval_starting_now(coordination: Coordination) -> None:
+    schedule = key()
+
+    waits = [coordination.pace(schedule, 10.0) for _ in range(4)]
+
+    assert waits == pytest.approx([0.0, 10.0, 20.0, 30.0], abs=0.2)
+
+
+def test_an_idle_pace_schedule_starts_now_again_without_a_burst(
+        coordination: Coordination, clock: Clock) -> None:
+    schedule = key()
+    coordination.pace(schedule, 0.2)
+    coordination.pace(schedule, 0.2)  # the second slot starts 0.2 s from now
+
+    clock.advance(0.6)  # past both slots: the schedule is idle
+
+    assert coordination.pace(schedule, 0.2) == pytest.approx(0.0, abs=0.05)
+    assert coordination.pace(schedule, 0.2) == pytest.approx(0.2, abs=0.05)  # no credit kept
+
+
+def test_pace_schedules_of_different_keys_are_independent(coordination: Coordination) -> None:
+    one, two = key(), key()
+    coordination.pace(one, 60.0)
+
+    assert coordination.pace(two, 60.0) == pytest.approx(0.0, abs=0.2)
+    assert coordination.pace(one, 60.0) == pytest.approx(60.0, abs=0.2)
+
+
+def test_pace_keys_never_meet_the_other_primitives(coordination: Coordination) -> None:
+    shared = key()
+    coordination.put(shared, "a value", TTL)
+    coordination.claim(shared, "alice", TTL)
+    coordination.join([(shared, "member")], TTL)
+
+    wait = coordination.pace(shared, 60.0)
+
+    assert wait == pytest.approx(0.0, abs=0.2)
+    assert coordination.fetch([shared]) == ["a value"]
+    assert coordination.claim(shared, "bob", TTL) == "alice"
+    assert coordination.join([(shared, "member")], TTL) == [1]
+
+
+def test_concurrent_callers_get_distinct_evenly_spaced_slots(
+        coordination: Coordination, clock: Clock) -> None:
+    # What makes a rate limit hold cluster-wide: callers racing for one schedule (threads
+    # here, worker processes in production) never share a slot, nor crowd one interval.
+    # A slot is `wait` after the store's "now", some time between the call and its return:
+    # callers that waited longer for their turn got nearer slots, the slots don't move.
+    schedule, callers, interval = key(), 20, 0.5
+    barrier = threading.Barrier(callers)
+    slots: list[tuple[float, float]] = []  # (earliest, latest) the slot can be
+
+    def take() -> None:
+        barrier.wait()
+        called = clock.time()
+        wait = coordination.pace(schedule, interval)
+        slots.append((called + wait, clock.time() + wait))
+
+    threads = [threading.Thread(target=take) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    slots.sort(key=sum)
+    for (earliest, latest), (next_earliest, next_latest) in zip(slots, slots[1:],
+                                                                strict=False):
+        assert next_latest - earliest >= interval - 0.01  # never two in one interval
+        assert next_earliest - latest <= interval + 0.01  # and no gap between them

@@ -253,7 +253,7 @@ def test_workflow_steps_go_to_their_routed_queues(apps: list[App]) -> None:
     ({"soft_time_limit": 60, "time_limit": 30}, r"task_defaults: soft_time_limit \(60\)"),
     ({"name": "x"}, "task_defaults: 'name' can't be a default"),
     ({"bind": True}, "task_defaults: 'bind' can't be a default"),
-    ({"rate_limit": "1/s"}, "task_defaults: rate_limit"),
+    ({"rate_limit": "100/min"}, "task_defaults: rate_limit must be 'N/s', 'N/m' or 'N/h'"),
     ([("retries", 3)], "task_defaults must be a dict of task options"),
 ])
 def test_bad_task_defaults_fail_at_app_naming_the_problem(defaults: Any, message: str) -> None:

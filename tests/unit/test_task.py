@@ -209,11 +209,6 @@ def test_unknown_option_is_refused_with_the_bare_function_form_too(app: App) -> 
     assert user_tasks(app) == []
 
 
-def test_rate_limit_says_it_is_not_available_yet(app: App) -> None:
-    with pytest.raises(ConfigurationError, match="not available yet"):
-        app.task(rate_limit="100/m")
-
-
 @pytest.mark.parametrize(
     "options",
     [

@@ -221,3 +221,10 @@ def stuck_in_c() -> int:
     """Holds the GIL in C code for hours: no thread of its process runs meanwhile."""
     record("stuck.log", str(os.getpid()))
     return sum(range(10**13))
+
+
+@app.task(rate_limit="10/s")
+def paced(n: int) -> list[float]:
+    """Rate limited to 10 starts a second, cluster-wide: returns when it ran, and where
+    (the rate-limit tests measure the rate from these times, not from their own)."""
+    return [time.time(), os.getpid()]

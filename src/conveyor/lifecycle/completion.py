@@ -35,6 +35,7 @@ class Completion:
     acked: bool = False  # acks_late=False: the message is already gone from the broker
     message: Message | None = None  # set when it ran or ended for good: workflows follow on
     value: Any = None  # the encoded return value (msgspec.Raw), for a workflow's next step
+    deferred: bool = False  # put back unrun by a middleware's `Defer`: no task was processed
 
     @property
     def succeeded(self) -> bool:

@@ -11,20 +11,21 @@
 
     app = App("shop", middleware=[Audit()])
 
-Retries and time limits are middleware too, written with exactly this API; every App
-runs them first (`default_middleware()`), then the ones it is given.
+Retries, time limits and rate limits are middleware too, written with exactly this API;
+every App runs them first (`default_middleware()`), then the ones it is given.
 """
 
 from __future__ import annotations
 
-from conveyor.middleware.base import Execution, Middleware, MiddlewareStack, Outcome
+from conveyor.middleware.base import Defer, Execution, Middleware, MiddlewareStack, Outcome
+from conveyor.middleware.rate_limits import RateLimits
 from conveyor.middleware.retries import Retries
 from conveyor.middleware.time_limits import TimeLimits
 
-__all__ = ["Execution", "Middleware", "MiddlewareStack", "Outcome", "Retries", "TimeLimits",
-           "default_middleware"]
+__all__ = ["Defer", "Execution", "Middleware", "MiddlewareStack", "Outcome", "RateLimits",
+           "Retries", "TimeLimits", "default_middleware"]
 
 
 def default_middleware() -> list[Middleware]:
     """The built-in middleware every App runs, before its own."""
-    return [Retries(), TimeLimits()]
+    return [Retries(), TimeLimits(), RateLimits()]

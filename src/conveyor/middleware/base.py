@@ -2,7 +2,8 @@
 middleware, written with nothing but what this module offers users (docs/middleware.md).
 
 Hooks run around publishing and around executing a task. `before_*` hooks run in stack
-order and may raise to veto (the publish fails, or the task fails with that error);
+order and may raise to veto (the publish fails, or the task fails with that error;
+`before_start` may raise `Defer` instead, to put the task back in its queue for later);
 `after_*`/`on_*` hooks run in reverse order and are observers: an exception there is
 logged, never raised, so a broken metrics exporter can't fail tasks.
 
@@ -63,6 +64,20 @@ class Outcome:
         return self.error is not None
 
 
+class Defer(Exception):  # noqa: N818 - an instruction, like Retry
+    """Raised by a `before_start` hook: don't run this delivery now, put it back in its
+    queue (its broker's schedule) until `at`, a Unix time, with `headers` added to its
+    message. Not a retry: the attempt isn't counted and no result is written (the task
+    stays PENDING); its queue and priority are kept. Rate limits use it, so tasks over
+    the limit wait in the broker, not in worker memory; so may any middleware that
+    decides a task can't start yet (a quota, a maintenance window)."""
+
+    def __init__(self, at: float, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(f"deferred until {at:.3f} (Unix time)")
+        self.at = at
+        self.headers = dict(headers or {})
+
+
 class Middleware:
     """Subclass and override the hooks you need; the others cost nothing."""
 
@@ -80,6 +95,14 @@ class Middleware:
 
     def after_publish(self, app: Host, message: Message) -> None:
         pass
+
+    def before_start(self, task: Task[..., Any], message: Message) -> None:
+        """On the worker, before anything of this attempt happens (STARTED, the early ack
+        of an acks_late=False task, a workflow step's run-once claim): raise `Defer(at)`
+        to put the delivery back until `at`. It runs on the worker's reserving thread,
+        for sync and async tasks alike: return at once for tasks it has nothing to do
+        with (a store round trip here is fine for the tasks it limits). Any other
+        exception fails the task for good, dead-lettered with that error."""
 
     def before_execute(self, execution: Execution) -> None:
         pass
@@ -115,9 +138,9 @@ class Middleware:
         """A worker process stops (warm or cold), after its last task."""
 
 
-HOOKS = ("before_publish", "after_publish", "before_execute", "after_execute",
-         "on_retry", "on_failure", "wrap_call", "on_revoked", "on_dead_letter",
-         "on_worker_process_start", "on_worker_stop")
+HOOKS = ("before_publish", "after_publish", "before_start", "before_execute",
+         "after_execute", "on_retry", "on_failure", "wrap_call", "on_revoked",
+         "on_dead_letter", "on_worker_process_start", "on_worker_stop")
 
 
 class MiddlewareStack:
@@ -156,6 +179,10 @@ class MiddlewareStack:
 
     def has(self, hook: str) -> bool:
         return bool(self._hooks[hook])
+
+    def before_start(self, task: Task[..., Any], message: Message) -> None:
+        for hook in self._hooks["before_start"]:
+            hook(task, message)
 
     def before_execute(self, execution: Execution) -> None:
         for hook in self._hooks["before_execute"]:

@@ -243,7 +243,7 @@ class Consumer:
         if self.executor.stopper.asked:  # a request read again while it was finishing
             for c in completions:
                 self.executor.stopper.finished(c.delivery.id)
-        self.processed += len(completions)
+        self.processed += sum(not c.deferred for c in completions)
 
     # -- leases and shutdown ---------------------------------------------------------
 

@@ -30,7 +30,7 @@ from conveyor.errors import (
 from conveyor.lifecycle import stopping
 from conveyor.lifecycle.completion import Completion, once_claim
 from conveyor.message import Message, UnreadableMessage, encode_value, seal, unseal
-from conveyor.middleware.base import Execution, Outcome
+from conveyor.middleware.base import Defer, Execution, Outcome
 from conveyor.records import ErrorInfo, Progress, ResultRecord, State
 from conveyor.task import Task
 from conveyor.worker.deadlines import Board, Deadlines
@@ -109,7 +109,8 @@ class Executor:
         """Check a delivery can run; if it can't, say what to do with it instead. Never
         raises: whatever a message holds, the worker goes on with the next one."""
         try:
-            return self._prepare(delivery)
+            prepared = self._prepare(delivery)
+            return self._admit(prepared) if isinstance(prepared, Prepared) else prepared
         except Exception as exc:  # noqa: BLE001 - a message must never stop the worker
             return self._fail_unrun(delivery, delivery.id, "?", 1, type(exc).__name__,
                                     f"the message can't be run: {text(str(exc))}")
@@ -170,6 +171,20 @@ class Executor:
         self.app.middleware.notify("on_revoked", message, stopping.TERMINATED)
         return Completion(prepared.delivery, "ack", record, self._ttl(prepared.task),
                           acked=acked, message=message)
+
+    def _admit(self, prepared: Prepared) -> Prepared | Completion:
+        """Run the `before_start` hooks. A `Defer` puts the delivery back in its queue,
+        due then, with the same attempt and the headers it adds (rate limits)."""
+        try:
+            self.app.middleware.before_start(prepared.task, prepared.message)
+        except Defer as defer:
+            message = prepared.message
+            later = msgspec.structs.replace(message, eta=defer.at,
+                                            headers={**message.headers, **defer.headers})
+            body = seal(later, self.app.settings.max_message_size, self.keys)
+            return Completion(prepared.delivery, "retry", body=body, at=defer.at,
+                              deferred=True)
+        return prepared
 
     def first_run(self, prepared: Prepared) -> bool:
         """For a `once` message (a workflow step or beat tick, which a dying publisher may

@@ -1,7 +1,7 @@
 """In-process coordination for users' unit tests and `conveyor.testing`.
 
-Claims, sets and values live in their own dicts, each entry with its expiry time; an
-expired entry counts as absent and is replaced when next written.
+Claims, sets, values and pace schedules live in their own dicts, each entry with its
+expiry time; an expired entry counts as absent and is replaced when next written.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class MemoryCoordination:
         self._claims: dict[str, tuple[float, str]] = {}  # key -> (expires, owner)
         self._sets: dict[str, tuple[float, set[str]]] = {}  # key -> (expires, members)
         self._values: dict[str, tuple[float, str]] = {}  # key -> (expires, value)
+        self._paces: dict[str, tuple[float, float]] = {}  # key -> (expires, tat), equal
 
     def claim(self, key: str, owner: str, ttl: float) -> str:
         with self._lock:
@@ -60,6 +61,14 @@ class MemoryCoordination:
         with self._lock:
             now = self._clock()
             return [_live(self._values.get(key), now) for key in keys]
+
+    def pace(self, key: str, interval: float) -> float:
+        with self._lock:
+            now = self._clock()
+            tat = _live(self._paces.get(key), now)
+            slot = now if tat is None else max(now, tat)
+            self._paces[key] = (slot + interval, slot + interval)
+            return slot - now
 
     def close(self) -> None:
         """Nothing to release."""

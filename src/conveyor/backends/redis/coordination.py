@@ -5,6 +5,8 @@
 - `ns:set:<key>`: set, the members of a `join` (`lua/join.lua`); every join renews the
   whole set's expiry.
 - `ns:value:<key>`: string, a `put` value, with PX expiry.
+- `ns:pace:<key>`: string, the next free slot of a `pace` schedule (`lua/pace.lua`),
+  expiring at it. One key per call, so one Cluster slot.
 
 With ``replicas=N`` in the URL every write waits until N replicas hold it.
 """
@@ -34,8 +36,9 @@ class RedisCoordination:
         self.target = parse_url(url)
         self.namespace = self.target.namespace
         self.client = connect(self.target)
-        self._claim, self._release, self._join = (
-            self.client.register_script(script(name)) for name in ("claim", "release", "join"))
+        self._claim, self._release, self._join, self._pace = (
+            self.client.register_script(script(name))
+            for name in ("claim", "release", "join", "pace"))
 
     def _write(self, action: Callable[[], T], what: str) -> T:
         """Run a write, then wait for `replicas=` to hold it, as `store` does."""
@@ -87,6 +90,12 @@ class RedisCoordination:
     def fetch(self, keys: Sequence[str]) -> list[str | None]:
         raws = mget(self.client, self.target, [f"{self.namespace}:value:{key}" for key in keys])
         return [raw.decode() if raw is not None else None for raw in raws]
+
+    def pace(self, key: str, interval: float) -> float:
+        waited = self._write(partial(self._pace, keys=[f"{self.namespace}:pace:{key}"],
+                                     args=[max(1, round(interval * 1e6))]),
+                             "taking a rate-limit slot")
+        return int(waited) / 1e6
 
     def close(self) -> None:
         self.client.close()

@@ -6,6 +6,7 @@ Layout:
   its size kept in its head row so a join costs the same for the 10,000th member as for
   the first, and one expiry for the whole set, renewed by every join (as in Redis).
 - conveyor_values(key, value, expires): `put` values.
+- conveyor_paces(key, tat): the next free slot of a `pace` schedule; it expires at it.
 Expired rows are invisible at once and deleted in passing, at most once a minute.
 """
 
@@ -33,7 +34,10 @@ CREATE TABLE IF NOT EXISTS conveyor_set_members (
 CREATE TABLE IF NOT EXISTS conveyor_values (
     key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS conveyor_values_expires ON conveyor_values (expires)
+CREATE INDEX IF NOT EXISTS conveyor_values_expires ON conveyor_values (expires);
+CREATE TABLE IF NOT EXISTS conveyor_paces (
+    key TEXT PRIMARY KEY, tat REAL NOT NULL
+) WITHOUT ROWID
 """
 
 
@@ -47,6 +51,7 @@ class SQLiteCoordination(ExpiringRows):
         conn.execute("DELETE FROM conveyor_set_members WHERE key IN"
                      " (SELECT key FROM conveyor_sets WHERE expires <= ?)", (now,))
         conn.execute("DELETE FROM conveyor_sets WHERE expires <= ?", (now,))
+        conn.execute("DELETE FROM conveyor_paces WHERE tat <= ?", (now,))
 
     def claim(self, key: str, owner: str, ttl: float) -> str:
         def claim(conn: sqlite3.Connection, now: float) -> str:
@@ -90,6 +95,16 @@ class SQLiteCoordination(ExpiringRows):
             "SELECT key, value FROM conveyor_values WHERE key IN ({marks}) AND expires > ?",
             keys)
         return [found.get(key) for key in keys]
+
+    def pace(self, key: str, interval: float) -> float:
+        def pace(conn: sqlite3.Connection, now: float) -> float:
+            (tat,) = conn.execute(
+                "INSERT INTO conveyor_paces VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+                " SET tat = max(tat, ?) + ? RETURNING tat",
+                (key, now + interval, now, interval)).fetchone()
+            return max(0.0, float(tat) - interval - now)
+
+        return self._write(pace)
 
 
 def _join_one(conn: sqlite3.Connection, key: str, member: str, now: float,

@@ -2,13 +2,18 @@
 upsert (PostgreSQL, MySQL and MariaDB, SQLite).
 
 Layout (models.py): conveyor_claim, conveyor_joinedset with conveyor_setmember, and
-conveyor_value for `claim`, `join` and `put`.
+conveyor_value for `claim`, `join` and `put`; a `pace` schedule is a conveyor_value row
+too, keyed `pace:<key>` (so `put` keys starting with `pace:` are reserved), its value the
+next free slot as text (no migration for it: a row of text and an expiry is all it is).
 - `claim` is a loop of single statements: UPDATE takes the key if it is ours or expired,
   else INSERT (the primary key lets one racing insert win), else read the holder.
 - `join` is one transaction that first locks each set's head row with an UPDATE, keys
   in sorted order: a row lock on PostgreSQL and MySQL; on SQLite the write lock, taken
   before any read so that two transactions never deadlock upgrading. Joins of one key
   take turns, so each sees its own size.
+- `pace` is one transaction that locks the schedule's row with an UPDATE (creating it
+  if absent, as `join` does its head), then reads and moves its slot; callers of one
+  key take turns. Its clock is the caller's (the ORM has no portable server time).
 Connections, threads and expiry: database.py.
 """
 
@@ -129,6 +134,32 @@ class DjangoCoordination(OrmStore):
             [row], update_conflicts=True, unique_fields=["key"] if self.unique_on else None,
             update_fields=["value", "expires_at"]))
 
+    def pace(self, key: str, interval: float) -> float:
+        key = fit(f"pace:{key}")
+
+        def pace() -> float:
+            for _ in range(ATTEMPTS):
+                with transaction.atomic(using=self.alias):
+                    if self.values.filter(key=key).update(value=F("value")):  # the lock
+                        now = time.time()
+                        raw, expires = self.values.filter(key=key).values_list(
+                            "value", "expires_at").get()
+                        slot = max(now, _tat(raw) if self._ts(expires) > now else now)
+                        self.values.filter(key=key).update(
+                            value=repr(slot + interval), expires_at=self._dt(slot + interval))
+                        return slot - now
+                try:
+                    with transaction.atomic(using=self.alias):
+                        now = time.time()
+                        self.values.create(key=key, value=repr(now + interval),
+                                           expires_at=self._dt(now + interval))
+                    return 0.0
+                except IntegrityError:
+                    pass  # another caller created it first: lock that one
+            raise DatabaseError(f"pace {key!r} was created and deleted {ATTEMPTS} times in a row")
+
+        return self._run(pace)
+
     def fetch(self, keys: Sequence[str]) -> list[str | None]:
         fitted = [fit(key) for key in keys]
 
@@ -140,3 +171,12 @@ class DjangoCoordination(OrmStore):
 
         found = self._run(select) if keys else {}
         return [found.get(key) for key in fitted]
+
+
+def _tat(raw: str) -> float:
+    """A pace row's next free slot; one that isn't a number (written by something else)
+    counts as none."""
+    try:
+        return float(raw)
+    except ValueError:
+        return 0.0
