@@ -4,32 +4,25 @@ change at run time, without a deploy (`app.schedules`, docs/periodic.md)."""
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Any
 
 import click
 
+from conveyor import schedules
 from conveyor.app import App
 from conveyor.cli.inspect import echo, table
 from conveyor.cli.options import group_app_option, with_app
-from conveyor.errors import ScheduleNotFound
+from conveyor.errors import ConfigurationError, ScheduleNotFound
 from conveyor.lifecycle.scheduling import ScheduleInfo
-from conveyor.schedules import Schedule, cron, every, show_time
-
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_SPAN = re.compile(r"(\d+)([smhd])")
+from conveyor.schedules import Schedule, cron, show_time
 
 
 def parse_every(text: str) -> Schedule:
-    """``30s``, ``5m``, ``1h30m``, ``2d`` or a bare number of seconds."""
-    value = text.strip().lower()
-    if value.isdigit():
-        return every(seconds=int(value))
-    if not value or _SPAN.sub("", value):
-        raise click.BadParameter(f"{text!r}: use a number of seconds or spans such as 30s, "
-                                 "5m, 1h30m, 2d", param_hint="'--every'")
-    return every(seconds=sum(int(n) * UNITS[unit] for n, unit in _SPAN.findall(value)))
+    try:
+        return schedules.parse_every(text)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--every'") from exc
 
 
 def parse_json(text: str | None, kind: type, option: str) -> Any:
