@@ -56,7 +56,8 @@ class RuntimeEntries:
             if entry is not None:
                 active[name] = entry
         self._log_changes(stored, active)
-        changed = active.keys() != self.active.keys() or any(
+        # In order: the beat reads the entries' last runs in this order.
+        changed = list(active) != list(self.active) or any(
             self._stored.get(name) != stored[name] for name in active)
         self.active, self._stored = active, stored
         self.since = {name: stored[name].since for name in active}
