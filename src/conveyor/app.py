@@ -20,6 +20,7 @@ from conveyor.declare import Declarer
 from conveyor.errors import ConfigurationError
 from conveyor.flow import COLLECT_TASK, collect
 from conveyor.lifecycle import admin, pausing
+from conveyor.lifecycle.scheduling import Schedules
 from conveyor.message import Envelope, Message, new_id, now, seal
 from conveyor.middleware import Middleware, MiddlewareStack, default_middleware
 from conveyor.options import (
@@ -80,7 +81,8 @@ class App(Declarer):
         self._settings: Settings | None = None
         if not self.lazy_settings:
             self.settings  # noqa: B018 - resolves, checks and applies them now
-        self.schedules: dict[str, PeriodicTask] = {}  # periodic tasks, by schedule name
+        self.periodic_tasks: dict[str, PeriodicTask] = {}  # declared in code, by name
+        self.schedules = Schedules(self)  # those and the ones added at run time
         self.register(collect, name=COLLECT_TASK)  # ends groups inside workflows
         self.on_publish: Callable[[App], None] | None = None  # set by conveyor.testing.eager
         self._broker: Broker | None = None

@@ -98,7 +98,7 @@ class Declarer:
     async_task_class: ClassVar[type[AsyncTask[Any, Any]]] = AsyncTask
     middleware: MiddlewareStack
     tasks: dict[str, Task[Any, Any]]
-    schedules: dict[str, PeriodicTask]
+    periodic_tasks: dict[str, PeriodicTask]  # declared in code, by schedule name
 
     @overload
     def task(self, fn: Callable[P, Coroutine[Any, Any, R]]) -> AsyncTask[P, R]: ...
@@ -172,4 +172,4 @@ class Declarer:
 
     def add_schedule(self, entry: PeriodicTask) -> None:
         """Schedule `entry` (ConfigurationError if another entry has its name)."""
-        add(self.schedules, entry)
+        add(self.periodic_tasks, entry)

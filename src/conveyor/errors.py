@@ -36,6 +36,10 @@ class NotRegistered(ConveyorError):
         self.name = name
 
 
+class ScheduleNotFound(ConveyorError):
+    """`app.schedules` was asked about a schedule name that no one declared or added."""
+
+
 class SerializationError(ConveyorError):
     """A value that JSON cannot carry: raised by `delay()` before anything is sent."""
 

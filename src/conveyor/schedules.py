@@ -111,6 +111,25 @@ def every(days: float = 0, hours: float = 0, minutes: float = 0, seconds: float 
     return Every(whole)
 
 
+_SPAN = re.compile(r"(\d+)([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_every(text: str) -> Every:
+    """`every()` from what an operator types: ``30s``, ``5m``, ``1h30m``, ``2d`` or a
+    bare number of seconds (`conveyor schedule add --every`, the Django admin).
+
+    Raises ConfigurationError for anything else.
+    """
+    value = text.strip().lower() if isinstance(text, str) else ""
+    if value.isdigit():
+        return every(seconds=int(value))
+    if not value or _SPAN.sub("", value):
+        raise ConfigurationError(f"every {text!r}: use a number of seconds or spans such as "
+                                 "30s, 5m, 1h30m, 2d")
+    return every(seconds=sum(int(n) * _UNITS[unit] for n, unit in _SPAN.findall(value)))
+
+
 # -- cron() ----------------------------------------------------------------------------
 
 ALIASES = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",

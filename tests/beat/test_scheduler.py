@@ -290,8 +290,8 @@ def test_a_new_schedule_starts_at_its_next_tick(connect: Connect) -> None:
 
 def test_a_beat_refuses_schedules_it_cannot_run(connect: Connect) -> None:
     app = connect({"orphan": (every(minutes=1), "once")})
-    app.schedules["orphan"] = type(app.schedules["orphan"])("orphan", "no.such.task",
-                                                            every(minutes=1))
+    app.periodic_tasks["orphan"] = type(app.periodic_tasks["orphan"])(
+        "orphan", "no.such.task", every(minutes=1))
     with pytest.raises(ConfigurationError, match="names task 'no.such.task', which is not "
                                                  "registered"):
         Beat(app)

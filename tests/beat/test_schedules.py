@@ -166,7 +166,7 @@ def test_periodic_registers_the_function_as_a_task_and_schedules_it() -> None:
         return days
 
     assert app.tasks[cleanup.name] is cleanup and cleanup.options["retries"] == 2
-    entry = app.schedules[cleanup.name]
+    entry = app.periodic_tasks[cleanup.name]
     assert (entry.task, entry.schedule, entry.args, entry.catch_up) == (
         cleanup.name, Every(300), (2,), "skip")
     assert cleanup(3) == 3  # still a plain function when called
@@ -183,8 +183,8 @@ def test_periodic_on_a_registered_task_can_schedule_it_twice_under_two_names() -
     app.periodic(cron("0 3 * * *", tz="Europe/Paris"), name="nightly-report",
                  kwargs={"kind": "nightly"})(report)
 
-    assert sorted(app.schedules) == ["hourly-report", "nightly-report"]
-    assert {e.task for e in app.schedules.values()} == {report.name}
+    assert sorted(app.periodic_tasks) == ["hourly-report", "nightly-report"]
+    assert {e.task for e in app.periodic_tasks.values()} == {report.name}
 
 
 def test_schedule_names_must_be_unique() -> None:
@@ -232,7 +232,7 @@ def test_config_schedules_are_checked_when_the_app_is_made() -> None:
         make_app(beat_schedule={"n": {"task": "a.b", "schedule": "99 * * * *"}})
     app = make_app(beat_schedule={"n": {"task": "a.b", "schedule": "0 3 * * *",
                                         "args": [1], "catch_up": "skip", "queue": "q"}})
-    assert app.schedules["n"] == PeriodicTask("n", "a.b", Cron("0 3 * * *"), (1,), {},
+    assert app.periodic_tasks["n"] == PeriodicTask("n", "a.b", Cron("0 3 * * *"), (1,), {},
                                               "skip", "q")
 
 

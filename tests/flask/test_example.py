@@ -250,6 +250,6 @@ def test_the_hourly_clean_up_deletes_old_files_and_keeps_new_ones(example: Examp
     assert deleted == 2
     assert {key for key, path in files.items() if not path.exists()} == {
         ("uploads", "old"), ("exports", "old")}  # the outbox is mail, not a temporary file
-    [entry] = [entry for entry in app.extensions["conveyor"].schedules.values()
+    [entry] = [entry for entry in app.extensions["conveyor"].periodic_tasks.values()
                if entry.task == tasks.clean_up_old_files.name]
     assert entry.schedule.seconds == 3600

@@ -240,8 +240,8 @@ def test_periodic_tasks_are_scheduled_on_every_app(conveyor: Conveyor) -> None:
 
     app = conveyor.init_app(make_flask("shop", CONVEYOR_BEAT_SCHEDULE={
         "report": {"task": cleanup.name, "schedule": 3600}}))
-    assert set(app.schedules) == {"cleanup", "report"}
-    assert app.schedules["cleanup"].queue == "maintenance"
+    assert set(app.periodic_tasks) == {"cleanup", "report"}
+    assert app.periodic_tasks["cleanup"].queue == "maintenance"
     with pytest.raises(ConfigurationError, match="task options"):
         conveyor.periodic(60, retries=2)(cleanup)
 

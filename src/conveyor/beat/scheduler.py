@@ -17,12 +17,19 @@ the schedule's `catch_up` decides ("once": publish the latest of them; "skip"). 
 message id is derived from the schedule and the tick, with `once=True`: a holder that
 dies after publishing but before recording is covered by the worker, which runs an id at
 most once.
+
+Runtime schedules (`app.schedules.add`, beat/runtime.py) are one more value,
+`beat:<app>:schedules`, fetched with the others: a holder sees an addition, a change, a
+pause or a removal at its next pass, within `REFRESH` seconds. Their ticks go through
+the same lock, records and ids as those in code; none at or before the time a schedule
+was added, changed or resumed fires.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import socket
 import threading
@@ -34,7 +41,9 @@ from datetime import UTC, datetime
 import msgspec
 
 from conveyor.app import App
+from conveyor.beat.runtime import RuntimeEntries
 from conveyor.errors import ConfigurationError, ConveyorError
+from conveyor.lifecycle import schedule_store
 from conveyor.message import Message, encode
 from conveyor.periodic import PeriodicTask
 from conveyor.schedules import ticks_between
@@ -44,6 +53,7 @@ logger = logging.getLogger("conveyor.beat")
 KEEP = 400 * 86400.0  # how long last runs are kept: longer than any sensible outage
 DEFAULT_LEASE = 10.0
 MAX_TICKS = 10_000  # per schedule and pass: bounds a tiny interval over a long gap
+REFRESH = 2.0  # the longest a holder waits between passes: how soon it sees runtime changes
 
 
 class Alive(msgspec.Struct, frozen=True):
@@ -139,9 +149,11 @@ class Beat:
         self.id = beat_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.parent_pid = parent_pid
         self.leader_key, self._alive_key = key(app, "leader"), key(app, "alive")
-        self.entries = list(app.schedules.values())
-        for entry in self.entries:
+        self.code_entries = list(app.periodic_tasks.values())
+        for entry in self.code_entries:
             self._check(entry)
+        self.runtime = RuntimeEntries(self._check_runtime, app.periodic_tasks)
+        self._runtime_key = schedule_store.key(app.name)
         self.is_leader = False
         self._since: float | None = None  # since when this beat has been in touch
         self._contact = 0.0  # when its last round trip to the store ended
@@ -161,28 +173,55 @@ class Beat:
         encode(self._message(entry, self.clock()), self.app.settings.max_message_size,
                task.param_names)
 
+    def _check_runtime(self, entry: PeriodicTask) -> None:
+        """A runtime schedule's task may be one only the workers import (sent by name)."""
+        if entry.task in self.app.tasks:
+            self._check(entry)
+            return
+        entry.schedule.check()
+        encode(self._message(entry, self.clock()), self.app.settings.max_message_size)
+        logger.warning("runtime schedule %s: task %s is not registered in this beat's App; "
+                       "its ticks are sent by name", entry.name, entry.task)
+
+    @property
+    def entries(self) -> list[PeriodicTask]:
+        """What this beat publishes: the schedules in code, then the active runtime ones."""
+        return [*self.code_entries, *self.runtime.active.values()]
+
     # -- one pass --------------------------------------------------------------------
+
+    def _read(self) -> tuple[Alive | None, list[LastRun | None]]:
+        """The last holder's record and each entry's last run: one round trip, two when
+        the runtime schedules changed (their entries' records are read then)."""
+        store = self.app.coordination
+        lasts = [key(self.app, "last", e.name) for e in self.entries]
+        raw = store.fetch([self._alive_key, self._runtime_key, *lasts])
+        if self.runtime.refresh(raw[1]):
+            raw[2:] = store.fetch([key(self.app, "last", e.name) for e in self.entries])
+        return decode_alive(raw[0]), [decode_last(r) for r in raw[2:]]
 
     def step(self) -> float:
         now = self.clock()
         if not self._claim(now):
             return min(1.0, self.lease / 3)
         store = self.app.coordination
-        raw = store.fetch([self._alive_key, *[key(self.app, "last", e.name)
-                                              for e in self.entries]])
-        alive = decode_alive(raw[0])
+        alive, lasts = self._read()
         gap = (alive.at, alive.until) if alive is not None else None
         since = self._since if self._since is not None else now
         messages: list[Message] = []
         writes: list[tuple[str, LastRun]] = []
-        for entry, last in zip(self.entries, map(decode_last, raw[1:]), strict=True):
-            if last is None:  # a new schedule starts at its first tick from now
+        for entry, last in zip(self.entries, lasts, strict=True):
+            floor = self.runtime.since.get(entry.name)  # runtime: when added or resumed
+            if last is None and floor is None:  # a new schedule starts at its first tick from now
                 writes.append((entry.name, LastRun(now)))
                 continue
-            ticks, missed = due_ticks(entry, last.upto, gap, since, now)
+            upto = max(last.upto if last is not None else -math.inf,
+                       floor if floor is not None else -math.inf)
+            ticks, missed = due_ticks(entry, upto, gap, since, now)
             messages += [self._message(entry, tick) for tick in ticks]
             if ticks or missed:
-                writes.append((entry.name, LastRun(now, ticks[-1] if ticks else last.tick)))
+                previous = last.tick if last is not None else None
+                writes.append((entry.name, LastRun(now, ticks[-1] if ticks else previous)))
             if missed:
                 logger.warning("periodic task %s: ticks were missed while no beat ran "
                                "(catch_up=%s)", entry.name, entry.catch_up)
@@ -218,16 +257,23 @@ class Beat:
         return leading
 
     def _message(self, entry: PeriodicTask, tick: float) -> Message:
-        task = self.app.tasks[entry.task]
-        message = task.message(entry.args, entry.kwargs, queue=entry.queue,
-                               priority=entry.priority,
-                               task_id=tick_id(self.app.name, entry.name, tick))
+        task = self.app.tasks.get(entry.task)
+        task_id = tick_id(self.app.name, entry.name, tick)
+        if task is not None:
+            message = task.message(entry.args, entry.kwargs, queue=entry.queue,
+                                   priority=entry.priority, task_id=task_id)
+        else:  # a runtime schedule's task that only the workers know, as send_task sends it
+            queue, priority = self.app.controls.placement(entry.task)
+            message = Message(id=task_id, task=entry.task, args=list(entry.args),
+                              kwargs=dict(entry.kwargs), queue=entry.queue or queue,
+                              priority=priority if entry.priority is None else entry.priority,
+                              created=time.time())
         headers = {**message.headers, "beat_schedule": entry.name, "beat_tick": iso(tick)}
         return msgspec.structs.replace(message, once=True, headers=headers)
 
     def _delay(self, now: float) -> float:
         soonest = min((e.schedule.next_after(now) for e in self.entries), default=now + 60)
-        return max(0.0, min(soonest - now, self.lease / 3))
+        return max(0.0, min(soonest - now, self.lease / 3, REFRESH))
 
     # -- running ---------------------------------------------------------------------
 
@@ -280,29 +326,33 @@ class Beat:
 
 
 def overview(app: App, now: float) -> tuple[list[tuple[str, str, str, str, str]], str]:
-    """For `conveyor status`: a row per periodic task (name, task, schedule, next run, last
-    run) and a line saying which beat holds the lock. One round trip to the store."""
+    """For `conveyor status`: a row per schedule, in code and at run time (name, task,
+    schedule, next run, last run), and a line saying which beat holds the lock. Two round
+    trips to the store."""
     from conveyor.schedules import show_time
 
-    entries = sorted(app.schedules.values(), key=lambda e: e.name)
-    for entry in entries:
-        entry.schedule.check()
-    raw = app.coordination.fetch([key(app, "alive"), *[key(app, "last", e.name) for e in entries]])
+    schedules = app.schedules.list()
+    for info in schedules:
+        info.schedule.check()
+    raw = app.coordination.fetch([key(app, "alive"),
+                                  *[key(app, "last", info.name) for info in schedules]])
     rows = []
-    for entry, last in zip(entries, map(decode_last, raw[1:]), strict=True):
-        zone = entry.schedule.zone
-        rows.append((entry.name, entry.task, str(entry.schedule),
-                     show_time(entry.schedule.next_after(now), zone, now),
+    for info, last in zip(schedules, map(decode_last, raw[1:]), strict=True):
+        zone = info.schedule.zone
+        rows.append((info.name, info.task, str(info.schedule),
+                     "paused" if info.paused else show_time(info.next_run(now), zone, now),
                      show_time(last.tick if last else None, zone, now)))
-    alive = decode_alive(raw[0])
+    return rows, leader_line(decode_alive(raw[0]), now)
+
+
+def leader_line(alive: Alive | None, now: float) -> str:
+    """Which beat holds the lock, or since when none runs."""
     if alive is None:
-        line = "no beat has run yet: start one with `conveyor beat` or `conveyor worker --beat`"
-    elif alive.stopped or alive.until < now:
+        return "no beat has run yet: start one with `conveyor beat` or `conveyor worker --beat`"
+    if alive.stopped or alive.until < now:
         how, when = ("stopped", alive.until) if alive.stopped else ("was last seen", alive.at)
-        line = f"no beat running: the last one, {alive.beat}, {how} {_ago(when, now)}"
-    else:
-        line = f"beat {alive.beat} holds the lock (last pass {_ago(alive.at, now)})"
-    return rows, line
+        return f"no beat running: the last one, {alive.beat}, {how} {_ago(when, now)}"
+    return f"beat {alive.beat} holds the lock (last pass {_ago(alive.at, now)})"
 
 
 def _ago(t: float, now: float) -> str:

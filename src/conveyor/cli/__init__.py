@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from conveyor.cli import beat, inspect, queues, worker
+from conveyor.cli import beat, inspect, queues, schedule, worker
 from conveyor.cli.options import group_app_option
 
 
@@ -18,7 +18,8 @@ def main() -> None:
 
 
 # Every command; the Flask and Django command groups offer the same ones.
-COMMANDS = (worker.worker, beat.beat, *inspect.COMMANDS, *queues.COMMANDS)
+COMMANDS = (worker.worker, beat.beat, *inspect.COMMANDS, *queues.COMMANDS,
+            *schedule.COMMANDS)
 
 for command in COMMANDS:
     main.add_command(command)

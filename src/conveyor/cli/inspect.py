@@ -61,10 +61,10 @@ def status(app: App) -> None:
             [(w.id, ",".join(w.queues), w.concurrency, w.running, w.processed, ago(w.started))
              for w in workers],
         ))
-    if app.schedules:
-        from conveyor.beat.scheduler import overview
+    from conveyor.beat.scheduler import overview
 
-        schedules, leader = overview(app, time.time())
+    schedules, leader = overview(app, time.time())  # in code and added at run time
+    if schedules:
         echo(f"\n{len(schedules)} periodic task(s); {leader}")
         echo(table(["SCHEDULE", "TASK", "WHEN", "NEXT RUN", "LAST RUN"], schedules))
 

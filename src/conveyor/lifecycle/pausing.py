@@ -12,21 +12,15 @@ someone resumes the queue.
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import msgspec
 
-from conveyor.errors import BrokerUnavailable
+from conveyor.lifecycle.locking import locked
 from conveyor.options import check_queue
 from conveyor.store import Coordination
 
 KEY = "queues:paused"
 LOCK = "queues:paused:lock"
 KEEP = 100 * 365 * 86400.0  # until resumed
-LOCK_TTL = 10.0  # a changer that died frees the lock after this
 _decode = msgspec.json.Decoder(list[str])
 
 
@@ -58,7 +52,7 @@ def decode(raw: str | None) -> set[str]:
 
 def _change(coordination: Coordination, queue: str, paused: bool) -> bool:
     check_queue(queue)
-    with _locked(coordination):
+    with locked(coordination, LOCK, "the paused queues"):
         names = decode(coordination.fetch([KEY])[0])
         if (queue in names) == paused:
             return False
@@ -66,16 +60,3 @@ def _change(coordination: Coordination, queue: str, paused: bool) -> bool:
         coordination.put(KEY, msgspec.json.encode(sorted(names)).decode(), KEEP)
         return True
 
-
-@contextmanager
-def _locked(coordination: Coordination) -> Iterator[None]:
-    owner = uuid.uuid4().hex
-    deadline = time.monotonic() + 2 * LOCK_TTL
-    while coordination.claim(LOCK, owner, LOCK_TTL) != owner:
-        if time.monotonic() > deadline:  # held far past its lease: someone keeps renewing
-            raise BrokerUnavailable(f"can't change the paused queues: {LOCK!r} stays held")
-        time.sleep(0.02)
-    try:
-        yield
-    finally:
-        coordination.release(LOCK, owner)

@@ -193,3 +193,5 @@ class TaskResultAdmin(admin.ModelAdmin):
 
 
 admin.site.register(TaskResult, TaskResultAdmin)
+
+from conveyor.contrib.django import schedules_admin  # noqa: E402,F401 - registers its page

@@ -168,3 +168,17 @@ class Value(models.Model):
 def _count(value: float | None) -> int | float | None:
     """A FloatField keeps no int: a whole number reads back as one (3 of 40 rows)."""
     return int(value) if value is not None and float(value).is_integer() else value
+
+
+class RuntimeSchedule(models.Model):
+    """What puts runtime schedules (``app.schedules``) in the admin: no table, since they
+    live in the App's coordination store, where every beat reads them. It exists for its
+    admin page and its permissions: "view" lists them, "add" adds, "change" edits,
+    pauses and resumes, "delete" removes (schedules_admin.py)."""
+
+    name = models.CharField(max_length=200, primary_key=True)
+
+    class Meta:
+        managed = False
+        verbose_name = "periodic schedule"
+        default_permissions = ("add", "change", "delete", "view")

@@ -83,7 +83,7 @@ class Conveyor(Declarer):
         # Checks options at declaration; each App runs its own instances of these.
         self.middleware = MiddlewareStack([*default_middleware(), *self.extra_middleware])
         self.tasks = {}
-        self.schedules = {}
+        self.periodic_tasks = {}
         self._options: dict[str, dict[str, Any]] = {}  # each task's options, as declared
         # Weak, so a Flask app (and its App, which it holds) can go away, as in tests
         # that make one per test; each app's App is in its extensions.
@@ -112,7 +112,7 @@ class Conveyor(Declarer):
                   **options)
         for task in self.tasks.values():
             self._register(flask_app, app, task)
-        for entry in self.schedules.values():  # their arguments were checked when declared
+        for entry in self.periodic_tasks.values():  # their arguments were checked when declared
             app.add_schedule(entry)
         flask_app.extensions[EXTENSION_KEY] = app
         self._flask_apps.add(flask_app)
