@@ -3,6 +3,7 @@ actions retry failed tasks and revoke waiting ones, on a real App run in-process
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -167,6 +168,24 @@ def test_revoke_stops_a_pending_task_from_ever_running(
     assert result.state is State.REVOKED
     assert run_until_idle(app) == 0
     assert calls == []
+
+
+def test_stop_running_asks_the_worker_running_the_task_to_stop_it(
+    admin_client: Client, app: DjangoApp,
+) -> None:
+    from conveyor.lifecycle import stopping
+
+    result = app.tasks["admin_tests.double"].delay(4)
+    assert app.broker.reserve(["default"], 1, 0)  # a worker took it and runs it
+    app.results.store([(ResultRecord(id=result.id, state=State.STARTED,
+                                     task="admin_tests.double", updated=time.time()), 60)])
+
+    said = act(admin_client, "terminate_running", result.id)
+
+    assert said == ["Asked 1 running task(s) to stop: they end REVOKED within seconds."]
+    assert stopping.termination_requested(app.coordination, [result.id]) == {result.id}
+    assert act(admin_client, "terminate_running", "no-such-task") == [
+        "None of the selected tasks is running."]
 
 
 def test_revoke_leaves_finished_tasks_alone(admin_client: Client, app: DjangoApp) -> None:

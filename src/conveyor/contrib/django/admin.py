@@ -64,7 +64,7 @@ class TaskResultAdmin(admin.ModelAdmin):
     ordering = ("-created",)
     list_per_page = 50
     show_full_result_count = False  # a COUNT(*) of a big table on every page is slow
-    actions = ("retry_failed", "revoke_waiting")
+    actions = ("retry_failed", "revoke_waiting", "terminate_running")
     fieldsets = (
         (None, {"fields": ("task_id", "task_name", "state_badge", "queue", "attempt",
                            "progress")}),
@@ -190,6 +190,28 @@ class TaskResultAdmin(admin.ModelAdmin):
 
     revoke_waiting.short_description = "Revoke pending tasks"  # type: ignore[attr-defined]
     revoke_waiting.allowed_permissions = ("operate",)  # type: ignore[attr-defined]
+
+    def terminate_running(self, request: Any, queryset: Any) -> None:
+        """Stop the selected running tasks (``App.revoke(..., terminate=True)``): within
+        seconds they end REVOKED on whichever worker runs them, and never run again."""
+        from conveyor.contrib.django.app import project_app
+
+        running = list(queryset.filter(state=State.STARTED.value)
+                       .values_list("task_id", flat=True))
+        if not running:
+            self.message_user(request, "None of the selected tasks is running.",
+                              messages.WARNING)
+            return
+        try:
+            asked = project_app().revoke(running, terminate=True)
+        except ConveyorError as exc:
+            self.message_user(request, f"Nothing was stopped: {exc}", messages.ERROR)
+            return
+        self.message_user(request, f"Asked {len(asked)} running task(s) to stop: they end "
+                          "REVOKED within seconds.", messages.SUCCESS)
+
+    terminate_running.short_description = "Stop running tasks"  # type: ignore[attr-defined]
+    terminate_running.allowed_permissions = ("operate",)  # type: ignore[attr-defined]
 
 
 admin.site.register(TaskResult, TaskResultAdmin)
