@@ -228,3 +228,11 @@ def paced(n: int) -> list[float]:
     """Rate limited to 10 starts a second, cluster-wide: returns when it ran, and where
     (the rate-limit tests measure the rate from these times, not from their own)."""
     return [time.time(), os.getpid()]
+
+
+@app.task
+async def async_nap(seconds: float) -> list[float]:
+    """Awaits `seconds`: returns when it started and ended (the tests count overlaps)."""
+    started = time.time()
+    await asyncio.sleep(seconds)
+    return [started, time.time()]

@@ -62,6 +62,9 @@ def parse_queues(value: str) -> list[str]:
               help="Tasks a process holds at most, running or reserved ahead of its "
                    "threads [default: 2 x threads]. --prefetch 1 -t 1: a process never "
                    "holds a task it can't start (long tasks).")
+@click.option("--async-concurrency", type=click.IntRange(min=1), default=None,
+              help="async def tasks a process runs at once, on its event loop, besides "
+                   "its threads' work [default: 100].")
 @click.option("--max-tasks-per-child", type=click.IntRange(min=1), default=None,
               help="Replace a process after it ran this many tasks.")
 @click.option("--max-memory-per-child", type=click.IntRange(min=1), default=None,
@@ -78,7 +81,8 @@ def parse_queues(value: str) -> list[str]:
 @click.option("-l", "--loglevel", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 def worker(app: App, queues: str, processes: int | None, threads: int,
-           prefetch: int | None, max_tasks_per_child: int | None,
+           prefetch: int | None, async_concurrency: int | None,
+           max_tasks_per_child: int | None,
            max_memory_per_child: int | None, grace: float, with_beat: bool,
            beat_lease: float, loglevel: str) -> None:
     """Run worker processes until SIGINT/SIGTERM (twice: don't wait for running tasks)."""
@@ -103,13 +107,15 @@ def worker(app: App, queues: str, processes: int | None, threads: int,
     spec = click.get_current_context().meta.get("conveyor.app_spec")
     if spec:  # hand over to a lean supervisor process (see conveyor/worker/__main__.py)
         options = {"queues": queue_list, "processes": processes, "threads": threads,
-                   "prefetch": prefetch, "max_tasks_per_child": max_tasks_per_child,
+                   "prefetch": prefetch, "async_concurrency": async_concurrency,
+                   "max_tasks_per_child": max_tasks_per_child,
                    "max_memory_per_child": max_memory_per_child, "grace": grace,
                    "beat_lease": beat, "loglevel": loglevel}
         sys.stderr.flush()
         os.execv(sys.executable, [sys.executable, "-m", "conveyor.worker", spec,
                                   json.dumps(options)])
     supervisor = Supervisor(app, queue_list, processes, threads, prefetch=prefetch,
+                            async_concurrency=async_concurrency,
                             max_tasks_per_child=max_tasks_per_child,
                             max_memory_per_child=max_memory_per_child, grace=grace,
                             beat_lease=beat)

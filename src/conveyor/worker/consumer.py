@@ -42,6 +42,9 @@ BUSY_WAIT = 0.05  # how long a reserve blocks for more work while tasks are runn
 FULL_POLL = 0.1  # how often progress reports are written at least, and flags looked at
 
 
+DEFAULT_ASYNC_CONCURRENCY = 100  # async tasks one process runs at once, by default
+
+
 def default_prefetch(threads: int) -> int:
     """How many tasks a worker process holds at most (reserved, running or finishing),
     unless told otherwise (`conveyor worker --prefetch N`)."""
@@ -52,7 +55,8 @@ class Consumer:
     def __init__(self, app: App, queues: Sequence[str], threads: int,
                  prefetch: int | None = None,
                  on_thread_death: Callable[[str], None] | None = None,
-                 name: str = "worker", board: Board | None = None) -> None:
+                 name: str = "worker", board: Board | None = None,
+                 async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY) -> None:
         self.app = app
         self.queues = list(queues)
         self.pausing = PausedQueues(app, self.queues, name)  # what to reserve from
@@ -62,6 +66,11 @@ class Consumer:
         self.executor = Executor(app, self._post_record, self._ack_now, board)
         self.pools = Pools(self.executor, threads, self.thread_died)
         self.in_flight: dict[tuple[str, int, str], Delivery] = {}
+        # The in-flight deliveries of `async def` tasks. They don't take a thread, only
+        # memory while they await, so they don't count against the prefetch: a process
+        # runs up to `async_concurrency` of them besides its threads' work.
+        self.async_concurrency = async_concurrency
+        self._async: set[tuple[str, int, str]] = set()
         self.processed = 0
         # The first task that failed for good (`run_until_idle(fail_fast=True)` raises it);
         # only the first: a worker keeps nothing per task it has finished.
@@ -104,16 +113,16 @@ class Consumer:
     def step(self, wait: float) -> int:
         """Reserve and start more tasks when enough slots are free. Returns how many."""
         if self.stopping.is_set():
-            self.wait_for_slots(FULL_POLL, until_free=self.prefetch)
+            self.wait_for_idle(FULL_POLL)
             return 0
-        if self.in_flight and self.prefetch - len(self.in_flight) < self.batch_min:
+        if self.in_flight and self._free() < self.batch_min:
             self.wait_for_slots(FULL_POLL, until_free=self.batch_min)  # batch the reserves
             return 0
         busy = bool(self.in_flight)
         queues = self.pausing.consumable()
         if not queues:  # every queue of this worker is paused: idle until one is resumed
             if busy:
-                self.wait_for_slots(FULL_POLL, until_free=self.prefetch)
+                self.wait_for_idle(FULL_POLL)
             else:
                 self.stopping.wait(wait)
             self.drained = not busy
@@ -122,25 +131,42 @@ class Consumer:
             if self.stopping.is_set():
                 return 0
             deliveries = self.app.broker.reserve(
-                queues, self.prefetch - len(self.in_flight), BUSY_WAIT if busy else wait)
+                queues, self._free(), BUSY_WAIT if busy else wait)
             for delivery in deliveries:
                 self._start(delivery)
         self.drained = not deliveries and not busy
         return len(deliveries)
 
     def _start(self, delivery: Delivery) -> None:
+        key = _key(delivery)
         with self._lock:
-            self.in_flight[_key(delivery)] = delivery
+            self.in_flight[key] = delivery
         prepared = self.executor.prepare(delivery)
         if isinstance(prepared, Prepared):
+            if prepared.task.is_async:
+                with self._lock:
+                    self._async.add(key)
             self.pools.submit(prepared, self.post_completion)
         else:
             self.post_completion(prepared)
 
+    def _free(self) -> int:
+        """How many more tasks to reserve: the prefetch's free slots (async tasks take
+        none), or none while `async_concurrency` async tasks are in flight."""
+        if len(self._async) >= self.async_concurrency:
+            return 0
+        return self.prefetch - (len(self.in_flight) - len(self._async))
+
+    def wait_for_idle(self, timeout: float) -> None:
+        """Sleep until nothing is in flight (the writer frees slots) or `timeout`."""
+        with self._slots:
+            if self.in_flight:
+                self._slots.wait(timeout)
+
     def wait_for_slots(self, timeout: float, until_free: int) -> None:
         """Sleep until `until_free` slots are free (the writer frees them) or `timeout`."""
         with self._slots:
-            if self.prefetch - len(self.in_flight) < until_free:
+            if self._free() < until_free:
                 self._slots.wait(timeout)
 
     # -- the writer ------------------------------------------------------------------
@@ -236,9 +262,15 @@ class Consumer:
                 logger.warning("task %s dead-lettered: %s", c.delivery.id, c.reason)
                 broker.dead_letter(c.delivery, c.reason)
                 self.app.middleware.notify("on_dead_letter", c.message, c.reason)
+        self._release(completions)
+
+    def _release(self, completions: list[Completion]) -> None:
+        """Their deliveries are done with: free their slots, count them."""
         with self._slots:
             for c in completions:
                 self.in_flight.pop(_key(c.delivery), None)
+                if self._async:
+                    self._async.discard(_key(c.delivery))
             self._slots.notify_all()
         if self.executor.stopper.asked:  # a request read again while it was finishing
             for c in completions:
@@ -312,6 +344,7 @@ class Consumer:
                 logger.exception("can't write what finished: handing it back to run again")
             with self._lock:
                 pending, self.in_flight = list(self.in_flight.values()), {}
+                self._async.clear()
             for delivery in pending:
                 self.app.broker.retry(delivery, delivery.body, None)
             return len(pending)
@@ -324,7 +357,7 @@ class Consumer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            self.wait_for_slots(min(FULL_POLL, remaining), until_free=self.prefetch)
+            self.wait_for_idle(min(FULL_POLL, remaining))
 
 def _key(delivery: Delivery) -> tuple[str, int, str]:
     return delivery.key

@@ -55,6 +55,7 @@ class Supervisor:
         max_tasks_per_child: int | None = None,
         max_memory_per_child: int | None = None,
         prefetch: int | None = None,
+        async_concurrency: int | None = None,
         grace: float = 30.0,
         on_child_start: Callable[[], None] | None = None,
         beat_lease: float | None = None,
@@ -75,6 +76,7 @@ class Supervisor:
         self.max_tasks_per_child = max_tasks_per_child
         self.max_memory_per_child = max_memory_per_child  # MB of RSS, checked after tasks
         self.prefetch = prefetch  # tasks a process reserves; None: the Consumer's default
+        self.async_concurrency = async_concurrency  # None: the Consumer's default
         self.grace = grace
         self.on_child_start = on_child_start
         self.beat_lease = beat_lease  # with a lease: run a beat in a process of its own
@@ -254,7 +256,9 @@ class Supervisor:
                 return 0
         worker = Worker(app, self.queues, self.threads, max_tasks=self.max_tasks_per_child,
                         max_memory_mb=self.max_memory_per_child, prefetch=self.prefetch,
-                        grace=self.grace, supervised=True, board=board)
+                        grace=self.grace, supervised=True, board=board,
+                        **({"async_concurrency": self.async_concurrency}
+                           if self.async_concurrency else {}))
         signal.signal(WARM, lambda *_: worker.stop(cold=False))
         signal.signal(COLD, lambda *_: worker.stop(cold=True))
         if self.on_child_start is not None:

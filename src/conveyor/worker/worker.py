@@ -20,7 +20,7 @@ from conveyor.broker import WorkerInfo
 from conveyor.errors import ConveyorError
 from conveyor.lifecycle import stopping
 from conveyor.worker import threads as worker_threads
-from conveyor.worker.consumer import IDLE_WAIT, Consumer
+from conveyor.worker.consumer import DEFAULT_ASYNC_CONCURRENCY, IDLE_WAIT, Consumer
 from conveyor.worker.deadlines import EXIT_HARD_LIMIT, Board, Entry
 from conveyor.worker.outage import Outage
 from conveyor.worker.threads import EXIT_THREAD_DIED
@@ -48,18 +48,21 @@ class Worker:
         prefetch: int | None = None,
         max_memory_mb: int | None = None,
         board: Board | None = None,
+        async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY,
     ) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         if prefetch is not None and prefetch < 1:
             raise ValueError(f"prefetch must be >= 1, got {prefetch}")
+        if async_concurrency < 1:
+            raise ValueError(f"async_concurrency must be >= 1, got {async_concurrency}")
         if max_memory_mb is not None and max_memory_mb < 1:
             raise ValueError(f"max_memory_mb must be >= 1, got {max_memory_mb}")
         self.app = app
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.consumer = Consumer(app, queues, threads, prefetch,
                                  on_thread_death=self._thread_died, name=f"worker {self.id}",
-                                 board=board)
+                                 board=board, async_concurrency=async_concurrency)
         self.queues = tuple(queues)
         self.threads = threads
         self.max_tasks = max_tasks
