@@ -379,3 +379,27 @@ def test_worker_refuses_a_limit_below_one_in_one_line(tasks: ModuleType, option:
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert errors == [f"Error: Invalid value for '{option}': 0 is not in the range x>=1."]
     assert "conveyor worker for" not in result.output  # nothing started
+
+
+# -- worker start-up warnings ------------------------------------------------------------
+
+
+def test_worker_warns_about_a_queue_no_task_goes_to_and_tasks_it_wont_run() -> None:
+    # Given tasks that go to "emails" (by their decorator and by a route)
+    from conveyor.cli.worker import queue_warnings
+
+    app = App("warn", broker="memory://", routes={"reports.*": {"queue": "slow"}})
+    app.task(name="send", queue="emails")(lambda: None)
+    app.task(name="add")(lambda: None)
+    app.task(name="reports.monthly")(lambda: None)
+
+    # When a worker would consume default and a misspelt "email"
+    warnings = queue_warnings(app, ["default", "email"])
+
+    # Then it is told about both mistakes, with the close name
+    assert warnings == [
+        "no registered task goes to queue 'email' (-Q); did you mean 'emails'?",
+        "this worker doesn't consume the queue(s) of these tasks, which wait for another "
+        "worker: emails (send); slow (reports.monthly)",
+    ]
+    assert queue_warnings(app, ["default", "emails", "slow"]) == []

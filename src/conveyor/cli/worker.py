@@ -56,7 +56,7 @@ def queue_warnings(app: App, consumed: Sequence[str]) -> list[str]:
             close = did_you_mean(queue, routed) if routed else ""
             warnings.append(f"no registered task goes to queue {queue!r} (-Q){close}")
     missed = [f"{queue} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
-              for queue, names in routed.items() if names and queue not in consumed]
+              for queue, names in sorted(routed.items()) if names and queue not in consumed]
     if missed:
         warnings.append(f"this worker doesn't consume the queue(s) of these tasks, which wait "
                         f"for another worker: {'; '.join(missed)}")
