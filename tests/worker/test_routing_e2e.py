@@ -59,7 +59,7 @@ def status() -> dict[str, list[str]]:
     done = subprocess.run([sys.executable, "-m", "conveyor", "status", "-A", "routed_tasks"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    rows = [line.split() for line in done.stdout.split("\n\n")[0].splitlines()[1:]]
+    rows = [line.split() for line in done.stdout.split("\n\n")[1].splitlines()[1:]]  # after the store
     return {row[0]: row[1:] for row in rows if row}
 
 
