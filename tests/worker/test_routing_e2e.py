@@ -59,7 +59,8 @@ def status() -> dict[str, list[str]]:
     done = subprocess.run([sys.executable, "-m", "conveyor", "status", "-A", "routed_tasks"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    rows = [line.split() for line in done.stdout.split("\n\n")[1].splitlines()[1:]]  # after the store
+    table = done.stdout.split("\n\n")[1]  # after the store's line
+    rows = [line.split() for line in table.splitlines()[1:]]
     return {row[0]: row[1:] for row in rows if row}
 
 
