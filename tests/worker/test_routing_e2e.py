@@ -78,4 +78,6 @@ def test_a_routed_task_runs_only_on_a_worker_of_its_queue(
     start_worker("-p", "1", "-Q", "mailq")
     assert sent.get(timeout=30) == "sent to ada"
     assert status()["mailq"][0] == "0"
-    assert "mail.send" not in default_worker.output()
+    ran = [line for line in default_worker.output().splitlines()  # but its start-up warning
+           if "mail.send" in line and "doesn't consume" not in line]
+    assert ran == []
