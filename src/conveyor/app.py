@@ -19,7 +19,7 @@ from conveyor.config import Settings, mask_url, resolve_settings
 from conveyor.declare import Declarer
 from conveyor.errors import ConfigurationError
 from conveyor.flow import COLLECT_TASK, collect
-from conveyor.lifecycle import admin, pausing
+from conveyor.lifecycle import admin, pausing, unfinished
 from conveyor.lifecycle.scheduling import Schedules
 from conveyor.message import Envelope, Message, new_id, now, seal
 from conveyor.middleware import Middleware, MiddlewareStack, default_middleware
@@ -246,11 +246,15 @@ class App(Declarer):
             expires=to_timestamp(expires, "expires", True), created=now(),
         )
         self.publish([message])
-        return AsyncResult(message.id, self)
+        return AsyncResult(message.id, self, message.queue)
 
     def AsyncResult(self, task_id: str) -> AsyncResult[Any]:  # noqa: N802 - Celery's name
         """A handle on any task by id (no I/O until you read it)."""
         return AsyncResult(task_id, self)
+
+    def unfinished(self, queue: str | None) -> str:
+        """Why a task of `queue` may not have finished (see `AsyncResult.get`)."""
+        return unfinished.unfinished(self, queue)
 
     # -- operations ------------------------------------------------------------------
 

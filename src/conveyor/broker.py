@@ -83,10 +83,13 @@ class WorkerInfo(msgspec.Struct, frozen=True):
     started: float
     seen: float
     processed: int = 0
-    running: int = 0
-    # What it runs, per queue: brokers that can't count running messages themselves
-    # (RabbitMQ) add these up for `stats()`.
+    running: int = 0  # task bodies running now
+    reserved: int = 0  # held ahead of a free thread, not started
+    # What it holds (running or reserved), per queue: brokers that can't count reserved
+    # messages themselves (RabbitMQ) add these up for `stats()`.
     running_by_queue: dict[str, int] = msgspec.field(default_factory=dict)
+    # What runs now, per queue: `conveyor status` tells running from reserved with it.
+    started_by_queue: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class Broker(Protocol):

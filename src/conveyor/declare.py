@@ -118,8 +118,12 @@ class Declarer:
         """
         if fn is not None:
             return self.register(fn, bind=bind, **options)
-        check_task_options(options.get("name", "@app.task"), {"bind": bind, **options},
-                           self.middleware)
+        # A bad value fails here; an unknown option when applied to the function
+        # (`register`), so that its message names the task: ``task 'shop.f': unknown
+        # option 'retrys'; did you mean 'retries'?``.
+        if set(options) <= CORE_OPTIONS | set(self.middleware.options) | set(NOT_YET_SUPPORTED):
+            check_task_options(options.get("name", "@app.task"), {"bind": bind, **options},
+                               self.middleware)
         if bind:
             return BoundTaskDecorator(self, options)
         return TaskDecorator(self, options)

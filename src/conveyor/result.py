@@ -28,6 +28,10 @@ class ResultSource(Protocol):
 
     def revoke(self, task_ids: str | Sequence[str], terminate: bool = False) -> list[str]: ...
 
+    def unfinished(self, queue: str | None) -> str:
+        """Why a task of `queue` may not have finished, as a clause for a TimeoutError (one
+        read of the live workers; "" when it can't tell)."""
+
 
 class Snapshot:
     """A task's stored state read once: state, progress, result and traceback all from
@@ -86,11 +90,12 @@ class AsyncResult(Generic[R]):
     `snapshot()` reads it once for several.
     """
 
-    __slots__ = ("id", "app")
+    __slots__ = ("app", "id", "queue")
 
-    def __init__(self, task_id: str, app: ResultSource) -> None:
+    def __init__(self, task_id: str, app: ResultSource, queue: str | None = None) -> None:
         self.id = task_id
         self.app = app
+        self.queue = queue  # where it was sent, when this handle comes from sending it
 
     def __repr__(self) -> str:
         return f"<AsyncResult {self.id}>"
@@ -136,9 +141,13 @@ class AsyncResult(Generic[R]):
         """Wait for the task to finish and return its value.
 
         Raises `TaskError` (remote type, message, traceback) if it failed or was revoked,
-        and `TimeoutError` if it isn't finished within `timeout` seconds.
+        and `TimeoutError` if it isn't finished within `timeout` seconds; that error says
+        which store and queue the task went to and which live workers consume what, when
+        one read of the live workers can tell.
         """
         record = self.app.results.wait(self.id, timeout)
+        if record is None or not record.state.is_final:
+            self._timed_out(record, timeout, self.app.unfinished(self.queue))
         return self._outcome(record, timeout)
 
     async def aget(self, timeout: float | None = None) -> R:
@@ -146,7 +155,15 @@ class AsyncResult(Generic[R]):
         import asyncio  # here, not at the top: most programs never need it (it costs MBs)
 
         record = await asyncio.to_thread(self.app.results.wait, self.id, timeout)
+        if record is None or not record.state.is_final:
+            why = await asyncio.to_thread(self.app.unfinished, self.queue)
+            self._timed_out(record, timeout, why)
         return self._outcome(record, timeout)
+
+    def _timed_out(self, record: ResultRecord | None, timeout: float | None, why: str
+                   ) -> None:
+        state = f", {record.state.value} (attempt {record.attempt})" if record else ""
+        raise TimeoutError(f"task {self.id} did not finish within {timeout} s{state}{why}")
 
     def _outcome(self, record: ResultRecord | None, timeout: float | None) -> R:
         if record is None or not record.state.is_final:

@@ -146,10 +146,12 @@ class Task(Generic[P, R]):
         if unique_key is not None:
             return self._publish_unique(message, unique_key)
         self.app.publish([message], self.param_names)
-        return self._result(message.id)
+        return self._result(message.id, message.queue)
 
-    def _result(self, task_id: str) -> AsyncResult[R]:
-        return cast("AsyncResult[R]", self.app.AsyncResult(task_id))  # str: no alias per call
+    def _result(self, task_id: str, queue: str | None = None) -> AsyncResult[R]:
+        result = cast("AsyncResult[R]", self.app.AsyncResult(task_id))  # str: no alias per call
+        result.queue = queue  # for a TimeoutError that says where it went
+        return result
 
     def delay_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """`delay()` once the current database transaction commits, nothing if it rolls
@@ -173,7 +175,7 @@ class Task(Generic[P, R]):
         self.app.seal([message], self.param_names)
         self.app.on_commit(partial(self.apply_async, args, kwargs, task_id=task_id, **options),
                            using)
-        return self._result(task_id)
+        return self._result(task_id, message.queue)
 
     def unique_key(self, message: Message) -> str:
         """`unique_for` without a `unique_key`: the task's name and a digest of its
@@ -198,7 +200,7 @@ class Task(Generic[P, R]):
         except BaseException:
             coordination.release(unique_claim(key), message.id)
             raise
-        return self._result(message.id)
+        return self._result(message.id, message.queue)
 
     def map(self, arguments: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[AsyncResult[R]]:
         """Enqueue one task per item (a tuple of args or a dict of kwargs), in one round trip."""
@@ -207,7 +209,7 @@ class Task(Generic[P, R]):
             for item in arguments
         ]
         self.app.publish(messages, self.param_names)
-        return [self._result(m.id) for m in messages]
+        return [self._result(m.id, m.queue) for m in messages]
 
     def message(
         self,

@@ -225,3 +225,39 @@ def test_the_actions_need_the_change_permission(app: DjangoApp, client: Client) 
 
     assert "admin_tests.double" in page
     assert "Retry failed tasks" not in page and "Revoke pending tasks" not in page
+
+
+def test_a_django_tasks_task_shows_its_own_path_not_the_runners(
+        app: DjangoApp, admin_client: Client) -> None:
+    # Given a task queued through the django.tasks backend (its message names the runner)
+    queued = app.send_task("conveyor.django.run", args=[{"task": "shop.tasks.send_receipt"}])
+    # When a worker records how it ended, under the runner's name
+    app.results.store([(ResultRecord(id=queued.id, state=State.SUCCESS,
+                                     task="conveyor.django.run", result=1,
+                                     updated=timezone.now().timestamp()), 60.0)])
+    # Then the row, the list and its filter name the task's own path
+    assert row(queued.id).task_name == "shop.tasks.send_receipt"
+    assert row(queued.id).state == "SUCCESS"
+    page = admin_client.get(reverse(LIST), {"task_name": "shop.tasks.send_receipt"})
+    assert queued.id in page.content.decode()
+    assert "conveyor.django.run" not in page.content.decode()
+
+
+def test_the_list_says_why_it_is_empty_when_results_are_kept_elsewhere(
+        monkeypatch: pytest.MonkeyPatch, admin_client: Client) -> None:
+    # Given a project whose results are kept in its broker's store, not the database
+    elsewhere = DjangoApp("elsewhere", broker="memory://")
+    monkeypatch.setattr(apps.get_app_config("conveyor"), "app", elsewhere)
+    # When the results list is opened / Then it says where they are and what to set
+    response = admin_client.get(reverse(LIST))
+    said = [str(m) for m in response.context["messages"]]
+    assert len(said) == 1
+    assert said[0].startswith("Results are kept in memory://, not in this database")
+    assert '"RESULTS_URL": "django://"' in said[0]
+    elsewhere.close()
+
+
+def test_the_list_has_no_warning_when_results_are_here(
+        app: DjangoApp, admin_client: Client) -> None:
+    response = admin_client.get(reverse(LIST))
+    assert [str(m) for m in response.context["messages"]] == []

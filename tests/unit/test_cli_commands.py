@@ -81,11 +81,19 @@ def app_of(tasks: ModuleType) -> App:
 # -- status ------------------------------------------------------------------------------
 
 
+def test_status_names_the_store_and_its_absolute_file(
+        tasks: ModuleType, tmp_path: Path) -> None:
+    result = invoke("status", "-A", MODULE)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == (
+        f"broker:  sqlite:///{tmp_path}/conveyor.db (file {tmp_path}/conveyor.db)")
+
+
 def test_status_lists_the_empty_default_queue(tasks: ModuleType) -> None:
     result = invoke("status", "-A", MODULE)
     assert result.exit_code == 0, result.output
     assert "QUEUE" in result.output and "READY" in result.output
-    assert queue_row(result.output, "default") == ["0", "0", "0", "0"]
+    assert queue_row(result.output, "default") == ["0", "0", "0", "0", "0"]
     assert "0 worker process(es) alive" in result.output
 
 
@@ -99,10 +107,10 @@ def test_status_counts_ready_scheduled_and_dead_per_queue(tasks: ModuleType) -> 
     tasks.add.apply_async((7, 8), queue="reports")
     # When status is asked
     result = invoke("status", "-A", MODULE)
-    # Then each queue shows READY SCHEDULED RUNNING DEAD
+    # Then each queue shows READY SCHEDULED RUNNING RESERVED DEAD
     assert result.exit_code == 0, result.output
-    assert queue_row(result.output, "default") == ["2", "1", "0", "1"]
-    assert queue_row(result.output, "reports") == ["1", "0", "0", "0"]
+    assert queue_row(result.output, "default") == ["2", "1", "0", "0", "1"]
+    assert queue_row(result.output, "reports") == ["1", "0", "0", "0", "0"]
 
 
 def test_the_app_can_come_from_conveyor_app(
@@ -212,7 +220,41 @@ def test_purge_only_touches_the_named_queue(tasks: ModuleType) -> None:
     assert app_of(tasks).broker.stats()["default"].ready == 1
 
 
+def test_purge_of_a_queue_nobody_knows_says_nothing_matched(tasks: ModuleType) -> None:
+    # Given tasks waiting in "default"
+    tasks.add.delay(1, 2)
+    # When a misspelt queue is purged
+    result = invoke("purge", "-A", MODULE, "-Q", "defualt", "-f")
+    # Then it fails, says nothing was purged, names the close queue, and purges nothing
+    assert result.exit_code == 1
+    assert "no queue 'defualt'" in result.output and "nothing purged" in result.output
+    assert "did you mean 'default'?" in result.output
+    assert app_of(tasks).broker.stats()["default"].ready == 1
+
+
+def test_purge_of_a_registered_tasks_empty_queue_is_fine(tasks: ModuleType) -> None:
+    app_of(tasks).task(name="mail", queue="emails")(lambda: None)
+    result = invoke("purge", "-A", MODULE, "-Q", "emails", "-f")
+    assert result.exit_code == 0, result.output
+    assert "purged 0 task(s)" in result.output
+
+
 # -- dead --------------------------------------------------------------------------------
+
+
+def test_dead_retry_of_an_unknown_id_says_nothing_matched(tasks: ModuleType) -> None:
+    tasks.boom.delay()
+    run_until_idle(app_of(tasks))
+    result = invoke("dead", "retry", "-A", MODULE, "nosuchid")
+    assert result.exit_code == 1
+    assert "1 of the 1 ID(s) given matched no dead letter" in result.output
+    assert app_of(tasks).broker.stats()["default"].dead == 1
+
+
+def test_dead_retry_with_nothing_dead_is_not_an_error(tasks: ModuleType) -> None:
+    result = invoke("dead", "retry", "-A", MODULE)
+    assert result.exit_code == 0, result.output
+    assert "no dead letters" in result.output
 
 
 def test_dead_list_with_nothing_dead(tasks: ModuleType) -> None:
@@ -337,3 +379,27 @@ def test_worker_refuses_a_limit_below_one_in_one_line(tasks: ModuleType, option:
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert errors == [f"Error: Invalid value for '{option}': 0 is not in the range x>=1."]
     assert "conveyor worker for" not in result.output  # nothing started
+
+
+# -- worker start-up warnings ------------------------------------------------------------
+
+
+def test_worker_warns_about_a_queue_no_task_goes_to_and_tasks_it_wont_run() -> None:
+    # Given tasks that go to "emails" (by their decorator and by a route)
+    from conveyor.cli.worker import queue_warnings
+
+    app = App("warn", broker="memory://", routes={"reports.*": {"queue": "slow"}})
+    app.task(name="send", queue="emails")(lambda: None)
+    app.task(name="add")(lambda: None)
+    app.task(name="reports.monthly")(lambda: None)
+
+    # When a worker would consume default and a misspelt "email"
+    warnings = queue_warnings(app, ["default", "email"])
+
+    # Then it is told about both mistakes, with the close name
+    assert warnings == [
+        "no registered task goes to queue 'email' (-Q); did you mean 'emails'?",
+        "this worker doesn't consume the queue(s) of these tasks, which wait for another "
+        "worker: emails (send); slow (reports.monthly)",
+    ]
+    assert queue_warnings(app, ["default", "emails", "slow"]) == []

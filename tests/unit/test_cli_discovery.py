@@ -139,15 +139,75 @@ def test_missing_package_of_a_dotted_module_is_a_usage_error(make_module: MakeMo
         load_app("nopkg_xyz.tasks:app")
 
 
-def test_a_broken_import_inside_the_module_is_not_hidden(make_module: MakeModule) -> None:
+def test_a_broken_import_inside_the_module_is_not_hidden(
+        make_module: MakeModule, capsys: pytest.CaptureFixture[str]) -> None:
     # Given a module that exists but imports a dependency that doesn't
     make_module("disc_broken", """
         import dependency_that_is_not_installed_xyz
     """)
-    # When it is loaded / Then the real import error shows, naming the missing dependency
-    with pytest.raises(ImportError) as info:
+    # When it is loaded / Then one line names the missing dependency, under the
+    # module's own traceback
+    with pytest.raises(click.ClickException) as info:
         load_app("disc_broken")
-    assert "dependency_that_is_not_installed_xyz" in str(info.value)
+    assert "dependency_that_is_not_installed_xyz" in info.value.message
+    assert "disc_broken.py" in capsys.readouterr().err
+
+
+def test_a_module_that_raises_shows_its_own_traceback_not_clicks(
+        make_module: MakeModule, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a module whose import raises in the user's own code
+    make_module("disc_raises", """
+        def connect():
+            raise RuntimeError("no database configured")
+
+        connect()
+    """)
+    # When it is loaded
+    with pytest.raises(click.ClickException) as info:
+        load_app("disc_raises")
+    # Then the error is one line, and the traceback above it starts in the user's file
+    assert info.value.message == ("importing 'disc_raises' (from -A disc_raises) failed: "
+                                  "RuntimeError: no database configured (its traceback is "
+                                  "above)")
+    shown = capsys.readouterr().err
+    assert "disc_raises.py\", line 5, in <module>" in shown
+    assert "in connect" in shown
+    assert "importlib" not in shown and "click" not in shown
+
+
+def test_a_misspelt_module_gets_a_did_you_mean(make_module: MakeModule) -> None:
+    make_module("disc_shop", """
+        from conveyor import App
+        app = App("main", broker="memory://")
+    """)
+    with pytest.raises(click.UsageError, match="did you mean -A disc_shop\\?"):
+        load_app("disc_shpo")
+
+
+def test_a_misspelt_module_in_a_package_gets_a_did_you_mean(make_module: MakeModule) -> None:
+    make_module("disc_pkg.tasks", """
+        from conveyor import App
+        app = App("main", broker="memory://")
+    """)
+    with pytest.raises(click.UsageError, match="did you mean -A disc_pkg.tasks\\?"):
+        load_app("disc_pkg.taks")
+
+
+def test_a_misspelt_attribute_gets_a_did_you_mean(make_module: MakeModule) -> None:
+    make_module("disc_attr_typo", """
+        from conveyor import App
+        app = App("main", broker="memory://")
+    """)
+    with pytest.raises(click.UsageError, match="did you mean -A disc_attr_typo:app\\?"):
+        load_app("disc_attr_typo:ap")
+
+
+@pytest.mark.parametrize(("spec", "hint"), [("shop.py", "-A shop"),
+                                            ("./shop/tasks.py:app", "-A shop.tasks:app")])
+def test_a_file_name_is_told_to_drop_py(spec: str, hint: str) -> None:
+    with pytest.raises(click.UsageError, match="drop .py") as info:
+        load_app(spec)
+    assert hint in info.value.message
 
 
 def test_missing_attribute_is_a_usage_error(make_module: MakeModule) -> None:

@@ -54,16 +54,16 @@ def test_status_marks_paused_queues_and_lists_them(tasks: ModuleType) -> None:
 
     # Then both queues carry the PAUSED marker, with their counts, and a line names them
     assert result.exit_code == 0, result.output
-    assert queue_row(result.output, "default") == ["1", "0", "0", "0", "PAUSED"]
-    assert queue_row(result.output, "emails") == ["0", "0", "0", "0", "PAUSED"]
+    assert queue_row(result.output, "default") == ["1", "0", "0", "0", "0", "PAUSED"]
+    assert queue_row(result.output, "emails") == ["0", "0", "0", "0", "0", "PAUSED"]
     assert "2 paused queue(s)" in result.output
     assert "resumed: default, emails" in result.output
 
     # And once resumed, neither marker nor line remains
     invoke("resume", "-A", MODULE, "-Q", "default,emails")
     result = invoke("status", "-A", MODULE)
-    assert queue_row(result.output, "default") == ["1", "0", "0", "0"]
-    assert "PAUSED" not in result.output and "paused" not in result.output
+    assert queue_row(result.output, "default") == ["1", "0", "0", "0", "0"]
+    assert "PAUSED" not in result.output and "paused queue" not in result.output
 
 
 def test_flask_and_django_command_groups_offer_pause_and_resume() -> None:

@@ -190,10 +190,11 @@ def test_registering_the_same_function_twice_is_harmless(app: App) -> None:
      ("ignore_results", "ignore_result"), ("soft_timelimit", "soft_time_limit")],
 )
 def test_unknown_option_names_the_closest_option(app: App, typo: str, meant: str) -> None:
-    # Given a misspelt option / When the decorator is built
+    # Given a misspelt option / When the decorator is applied to the function
     with pytest.raises(ConfigurationError) as info:
-        app.task(**{typo: 1})
-    # Then the error names the typo and the option the user meant
+        app.task(**{typo: 1})(module_level_function)
+    # Then the error names the task, the typo and the option the user meant
+    assert str(info.value).startswith("task 'tests.unit.test_task.module_level_function': ")
     assert repr(typo) in str(info.value)
     assert repr(meant) in str(info.value)
 

@@ -4,7 +4,8 @@ Each backend is a package exposing up to three factories, one per seam it serves
 ``open_broker(url, lease_seconds)``, ``open_results(url)`` and ``open_coordination(url)``. It is
 imported only when its scheme is used, so a missing driver is reported with the extra
 to install, not at ``import conveyor``. Its `checker` module's ``check(url)`` raises
-ConfigurationError for a URL that can't work, without the driver: `App(...)` runs it.
+ConfigurationError for a URL that can't work, without the driver: `App(...)` runs it;
+its optional ``location(url)`` says where a URL points (the file of a SQLite URL).
 Adding a backend means adding its folder and one line below.
 """
 
@@ -78,6 +79,22 @@ def check_url(url: str, role: Role) -> None:
     backend = check_scheme(url, role)
     if backend.checker is not None:
         importlib.import_module(backend.checker).check(url)
+
+
+def describe(url: str) -> str:
+    """`url` as a person should see it: masked, and for a file store the absolute file it
+    resolves to (``sqlite:///conveyor.db (file /srv/shop/conveyor.db)``), since a relative
+    path depends on the working directory of each process that opens it. A checker
+    module tells where its URL points with ``location(url)``."""
+    shown = mask_url(url)
+    try:
+        backend = check_scheme(url, "results" if scheme_of(url) == "django" else "broker")
+        module = importlib.import_module(backend.checker) if backend.checker else None
+        location = getattr(module, "location", None)
+        where = location(url) if location is not None else None
+    except ConfigurationError:
+        return shown
+    return f"{shown} ({where})" if where else shown
 
 
 def _load(url: str, role: Role) -> ModuleType:

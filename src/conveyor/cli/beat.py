@@ -28,7 +28,7 @@ from conveyor.worker.supervisor import configure_logging
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 def beat(app: App, lease: float, loglevel: str) -> None:
     """Publish periodic tasks (@app.periodic, beat_schedule=) once per tick, cluster-wide."""
-    configure_logging(loglevel)
+    configure_logging(loglevel, "beat")
     scheduler = Beat(app, lease=lease)
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import click
 import msgspec
 
 from conveyor.app import App
+from conveyor.backends import describe
 from conveyor.cli.options import group_app_option, with_app
+from conveyor.errors import did_you_mean
 from conveyor.message import UnreadableMessage, unseal
 from conveyor.records import State
 
@@ -33,6 +37,39 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
                      for row in cells)
 
 
+def moment(timestamp: float) -> str:
+    """A time as the reader's clock shows it, with its zone and how far off it is:
+    ``2026-11-23 14:03:05 CET (in 28s)``; a time without a zone is ambiguous as soon
+    as a worker and its operator are in different places."""
+    local = datetime.fromtimestamp(timestamp, UTC).astimezone()
+    seconds = int(timestamp - time.time())
+    span = f"in {seconds}s" if seconds >= 0 else ago(timestamp)
+    return f"{local:%Y-%m-%d %H:%M:%S %Z} ({span})"
+
+
+def stores(app: App) -> str:
+    """Which broker and result store this command reads, each with the file it resolves
+    to: the first thing to check when a task seems to go nowhere."""
+    settings = app.settings
+    shown = f"broker:  {describe(settings.broker_url)}"
+    if settings.effective_results_url != settings.broker_url:
+        shown += f"\nresults: {describe(settings.effective_results_url)}"
+    return shown
+
+
+def task_queues(app: App) -> dict[str, list[str]]:
+    """queue -> the registered tasks that go there (after `task_defaults` and `routes`),
+    plus the queues routes name for tasks sent by name; Conveyor's own tasks left out."""
+    found: dict[str, list[str]] = {}
+    for name, task in sorted(app.tasks.items()):
+        if not name.startswith("conveyor."):
+            found.setdefault(task.options.queue, []).append(name)
+    for route in app.controls.routes:
+        if route.queue is not None:
+            found.setdefault(route.queue, [])
+    return found
+
+
 def ago(timestamp: float) -> str:
     seconds = max(0, int(time.time() - timestamp))
     if seconds < 120:
@@ -43,23 +80,33 @@ def ago(timestamp: float) -> str:
 @click.command()
 @with_app
 def status(app: App) -> None:
-    """Queues (ready, scheduled, running, dead, paused), live workers and periodic tasks."""
+    """Queues (ready, scheduled, running, reserved, dead, paused), live workers and
+    periodic tasks.
+
+    RUNNING counts task bodies running now, as the workers report them (within a
+    second); RESERVED, tasks taken out of the queue by a worker ahead of a free thread
+    (its prefetch), not started yet."""
     stats = app.broker.stats()
     paused = app.paused()
-    rows = sorted([*[(q, s.ready, s.scheduled, s.running, s.dead) for q, s in stats.items()],
-                   *[(q, 0, 0, 0, 0) for q in paused - stats.keys()]])
-    echo(table(["QUEUE", "READY", "SCHEDULED", "RUNNING", "DEAD", ""],
+    workers = app.broker.workers()
+    running: Counter[str] = Counter()
+    for worker in workers:
+        running.update(worker.started_by_queue)
+    echo(stores(app) + "\n")
+    rows = sorted([*[(q, s.ready, s.scheduled, min(running[q], s.running),
+                      max(0, s.running - running[q]), s.dead) for q, s in stats.items()],
+                   *[(q, 0, 0, 0, 0, 0) for q in paused - stats.keys()]])
+    echo(table(["QUEUE", "READY", "SCHEDULED", "RUNNING", "RESERVED", "DEAD", ""],
                [(*row, "PAUSED" if row[0] in paused else "") for row in rows]))
     if paused:
         echo(f"\n{len(paused)} paused queue(s), whose tasks no worker takes until they are "
              f"resumed: {', '.join(sorted(paused))}")
-    workers = app.broker.workers()
     echo(f"\n{len(workers)} worker process(es) alive")
     if workers:
         echo(table(
-            ["WORKER", "QUEUES", "THREADS", "RUNNING", "PROCESSED", "STARTED"],
-            [(w.id, ",".join(w.queues), w.concurrency, w.running, w.processed, ago(w.started))
-             for w in workers],
+            ["WORKER", "QUEUES", "THREADS", "RUNNING", "RESERVED", "PROCESSED", "STARTED"],
+            [(w.id, ",".join(w.queues), w.concurrency, w.running, w.reserved, w.processed,
+              ago(w.started)) for w in workers],
         ))
     from conveyor.beat.scheduler import overview
 
@@ -91,8 +138,7 @@ def result(app: App, task_id: str, as_json: bool) -> None:
         if record.progress_meta is not None:
             echo(f"          {json.dumps(record.progress_meta)}")
     if record.retry_at:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.retry_at))
-        echo(f"retry at: {when}")
+        echo(f"retry at: {moment(record.retry_at)}")
     if record.state is State.SUCCESS or record.state is State.REVOKED:
         echo(f"result:   {json.dumps(record.result)}")
     if record.error:
@@ -134,6 +180,11 @@ def revoke(app: App, ids: tuple[str, ...], terminate: bool) -> None:
 @click.option("-f", "--force", is_flag=True, help="Don't ask for confirmation.")
 def purge(app: App, queue: str, force: bool) -> None:
     """Delete a queue's ready and scheduled tasks (running ones finish)."""
+    known = app.broker.stats().keys() | app.paused() | task_queues(app).keys()
+    if queue not in known:
+        raise click.ClickException(
+            f"no queue {queue!r} on {describe(app.settings.broker_url)}: nothing purged"
+            f"{did_you_mean(queue, known) or f' (queues: {chr(44).join(sorted(known))})'}")
     if not force:
         click.confirm(f"Delete every waiting task of queue {queue!r}?", abort=True)
     echo(f"purged {app.broker.purge(queue)} task(s) from {queue!r}")
@@ -172,7 +223,15 @@ def dead_list(app: App, queue: str | None, limit: int) -> None:
 def dead_retry(app: App, ids: tuple[str, ...], queue: str | None) -> None:
     """Run dead letters again (all, or those IDS), from attempt 1."""
     count = app.retry_dead(list(ids) if ids else None, queue)
-    echo(f"re-queued {count} task(s)")
+    wanted = len(set(ids))
+    if ids and count < wanted:
+        raise click.ClickException(
+            f"re-queued {count} task(s): {wanted - count} of the {wanted} ID(s) given "
+            "matched no dead letter" + (f" of queue {queue!r}" if queue else "")
+            + " (conveyor dead list shows them)")
+    if not count and queue:
+        raise click.ClickException(f"no dead letters in queue {queue!r}: nothing re-queued")
+    echo(f"re-queued {count} task(s)" if count else "no dead letters: nothing re-queued")
 
 
 @dead.command("purge")

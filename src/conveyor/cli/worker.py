@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
+from collections.abc import Sequence
 
 import click
 
 from conveyor.app import App
+from conveyor.backends import describe
 from conveyor.beat import DEFAULT_LEASE, Beat
+from conveyor.cli.inspect import task_queues
 from conveyor.cli.options import with_app
-from conveyor.config import mask_url
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, did_you_mean
 from conveyor.worker.consumer import default_prefetch
 from conveyor.worker.supervisor import Supervisor, configure_logging
 
@@ -41,6 +44,23 @@ def check_store(app: App) -> None:
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise ConveyorError(message or "the broker check failed")
+
+
+def queue_warnings(app: App, consumed: Sequence[str]) -> list[str]:
+    """What a worker consuming `consumed` would silently never run: queues no registered
+    task goes to (a typo in -Q, most often), and tasks whose queue it doesn't consume."""
+    routed = task_queues(app)
+    warnings = []
+    for queue in consumed:
+        if queue not in routed:
+            close = did_you_mean(queue, routed) if routed else ""
+            warnings.append(f"no registered task goes to queue {queue!r} (-Q){close}")
+    missed = [f"{queue} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+              for queue, names in sorted(routed.items()) if names and queue not in consumed]
+    if missed:
+        warnings.append(f"this worker doesn't consume the queue(s) of these tasks, which wait "
+                        f"for another worker: {'; '.join(missed)}")
+    return warnings
 
 
 def parse_queues(value: str) -> list[str]:
@@ -97,13 +117,15 @@ def worker(app: App, queues: str, processes: int | None, threads: int,
     recycle = [f"after {max_tasks_per_child} task(s)"] if max_tasks_per_child else []
     recycle += [f"over {max_memory_per_child} MB"] if max_memory_per_child else []
     click.echo(
-        f"conveyor worker for {app.name}: {mask_url(app.settings.broker_url)}, "
+        f"conveyor worker for {app.name}: {describe(app.settings.broker_url)}, "
         f"queues {','.join(queue_list)}, {processes} process(es) x {threads} thread(s), "
         f"prefetch {prefetch or default_prefetch(threads)}, "
         f"{len(user_tasks)} task(s) registered" + (", with beat" if with_beat else "")
         + (f", processes replaced {' or '.join(recycle)}" if recycle else ""),
         err=True,
     )
+    for warning in queue_warnings(app, queue_list):
+        logging.getLogger("conveyor.worker").warning("%s", warning)
     spec = click.get_current_context().meta.get("conveyor.app_spec")
     if spec:  # hand over to a lean supervisor process (see conveyor/worker/__main__.py)
         options = {"queues": queue_list, "processes": processes, "threads": threads,

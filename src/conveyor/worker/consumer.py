@@ -25,7 +25,7 @@ from conveyor.lifecycle.completion import Completion
 from conveyor.lifecycle.followups import Followups, needed
 from conveyor.message import Envelope
 from conveyor.middleware.base import Outcome
-from conveyor.records import ResultRecord
+from conveyor.records import ResultRecord, State
 from conveyor.worker import threads as worker_threads
 from conveyor.worker.deadlines import Board
 from conveyor.worker.executor import Executor, Prepared
@@ -142,6 +142,13 @@ class Consumer:
         with self._lock:
             self.in_flight[key] = delivery
         prepared = self.executor.prepare(delivery)
+        # Each attempt is one hand-out (brokers that keep the count across retries count
+        # those too): more hand-outs than attempts means one was handed back or lost.
+        if (delivery.redelivered and isinstance(prepared, Prepared)
+                and delivery.deliveries > prepared.message.attempt):
+            logger.info("task %s (%s) attempt %d delivered again (hand-out %d): a worker "
+                        "that held it stopped or was lost before it finished", delivery.id,
+                        prepared.task.name, prepared.message.attempt, delivery.deliveries)
         if isinstance(prepared, Prepared):
             if prepared.task.is_async:
                 with self._lock:
@@ -246,6 +253,7 @@ class Consumer:
 
     def _apply(self, completions: list[Completion]) -> None:
         broker = self.app.broker
+        _log_ends(completions)
         acks = [c.delivery for c in completions if c.action == "ack" and not c.acked]
         if acks:
             broker.ack(acks)
@@ -259,7 +267,6 @@ class Consumer:
                     and c.record.error is not None):
                 self.first_failure = c.record.error.to_exception()
             if c.action == "dead" and not c.acked:
-                logger.warning("task %s dead-lettered: %s", c.delivery.id, c.reason)
                 broker.dead_letter(c.delivery, c.reason)
                 self.app.middleware.notify("on_dead_letter", c.message, c.reason)
         self._release(completions)
@@ -275,7 +282,7 @@ class Consumer:
         if self.executor.stopper.asked:  # a request read again while it was finishing
             for c in completions:
                 self.executor.stopper.finished(c.delivery.id)
-        self.processed += sum(not c.deferred for c in completions)
+        self.processed += _processed(completions)
 
     # -- leases and shutdown ---------------------------------------------------------
 
@@ -328,6 +335,10 @@ class Consumer:
         seconds (unless `cancel` is set: a cold shutdown), then what is still unfinished
         goes back. Returns how many went back at the end."""
         self.pools.cancel_pending()
+        running = len(self.executor.stopper.running())
+        if running and not cancel.is_set():
+            logger.info("waiting for %d running task(s) to finish (up to %g s; a second "
+                        "signal hands them back at once)", running, grace)
         self.drain(grace, cancel)
         self.stop_writer()
         handed_back = self.hand_back()  # flushes what finished, returns the rest
@@ -345,9 +356,27 @@ class Consumer:
             with self._lock:
                 pending, self.in_flight = list(self.in_flight.values()), {}
                 self._async.clear()
+            self._unstart({delivery.id for delivery in pending})
             for delivery in pending:
                 self.app.broker.retry(delivery, delivery.body, None)
             return len(pending)
+
+    def _unstart(self, handed_back: set[str]) -> None:
+        """The tasks among `handed_back` that had started show as waiting again (PENDING)
+        instead of STARTED: they run again from the start, on whichever worker takes them.
+        Written before they go back, so it can't overwrite the next run's STARTED."""
+        now = time.time()
+        records = [(ResultRecord(id=p.message.id, state=State.PENDING, task=p.message.task,
+                                 attempt=p.message.attempt, updated=now),
+                    p.task.options.result_ttl or self.app.settings.result_ttl)
+                   for p in self.executor.stopper.running()
+                   if p.message.id in handed_back and not p.task.options.ignore_result]
+        if records:
+            try:
+                self.app.results.store(records)
+            except ConveyorError as exc:  # they still go back; they show STARTED meanwhile
+                logger.warning("can't mark %d handed-back task(s) as waiting: %s",
+                               len(records), exc)
 
     def drain(self, grace: float, cancel: threading.Event) -> None:
         """Warm shutdown: let running tasks finish for up to `grace` seconds, unless
@@ -358,6 +387,40 @@ class Consumer:
             if remaining <= 0:
                 return
             self.wait_for_idle(min(FULL_POLL, remaining))
+
+def _handed_back(c: Completion) -> bool:
+    """Given back unstarted (a shutdown): not a task processed, nor a retry to log."""
+    return c.action == "retry" and c.record is None
+
+
+def _processed(completions: list[Completion]) -> int:
+    return sum(1 for c in completions if not _handed_back(c))
+
+
+def _log_ends(completions: list[Completion]) -> None:
+    for c in completions:
+        if c.action != "ack" and not _handed_back(c):
+            _log_end(c)
+
+
+def _log_end(c: Completion) -> None:
+    """Log a retry (when and why) at INFO, and a failure for good once, with its
+    traceback: what an operator reading the worker's log needs, off the success path."""
+    name = c.message.task if c.message is not None else "?"
+    error = c.record.error if c.record is not None else None
+    if c.action == "retry" and c.record is not None and c.record.state is State.RETRY:
+        at = c.at if c.at is not None else time.time()  # not a hand-back: a retry
+        why = f"{error.type}: {error.message}" if error is not None else "asked to"
+        logger.info("task %s (%s) attempt %d failed (%s): retrying at %s (in %.1f s)",
+                    c.delivery.id, name, c.record.attempt, why,
+                    time.strftime("%H:%M:%S %Z", time.localtime(at)),
+                    max(0.0, at - time.time()))
+    elif c.action == "dead" and error is not None and error.traceback:
+        logger.error("task %s (%s) failed for good, dead-lettered: %s\n%s", c.delivery.id,
+                     name, c.reason, error.traceback.rstrip())
+    elif c.action == "dead":
+        logger.warning("task %s (%s) dead-lettered: %s", c.delivery.id, name, c.reason)
+
 
 def _key(delivery: Delivery) -> tuple[str, int, str]:
     return delivery.key

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -69,6 +70,16 @@ class Stopper(Generic[P]):
         running = _Running(prepared, execution, None if task else threading.get_ident(), task)
         with self._lock:
             self._running[prepared.message.id] = running
+
+    def running(self) -> list[P]:
+        """The tasks whose body runs now (not those reserved ahead of a free thread)."""
+        with self._lock:
+            return [running.prepared for running in self._running.values()]
+
+    def running_by_queue(self) -> dict[str, int]:
+        """How many task bodies run now, per queue: what `conveyor status` calls running."""
+        with self._lock:
+            return dict(Counter(r.prepared.message.queue for r in self._running.values()))
 
     def leave(self, prepared: P) -> None:
         with self._lock:

@@ -20,12 +20,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from conveyor.worker.deadlines import EXIT_HARD_LIMIT, STUCK_GRACE, Board, Entry
+from conveyor.worker.threads import EXIT_THREAD_DIED
 
 if TYPE_CHECKING:
     from conveyor.app import App
@@ -37,11 +39,38 @@ CRASH_WINDOW = 2.0  # a child dying sooner than this after start counts as a cra
 TAKE_OVER_WAIT = 5.0  # a replacement that hasn't marked the stuck tasks by then: kill anyway
 
 
-def configure_logging(level: str) -> None:
+class _ProcessLabel(logging.Filter):
+    """Names the process in each log line (``worker-2[4242]``): forked with os.fork, every
+    process would otherwise say ``MainProcess``. Kept on the log handler, so a forked
+    child inherits it and relabels it (`label_process`)."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.processName = self.label
+        return True
+
+
+def configure_logging(level: str, label: str = "supervisor") -> None:
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)-7s %(processName)s[%(process)d] %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _ProcessLabel) for f in handler.filters):
+            handler.addFilter(_ProcessLabel(label))
+    label_process(label)
+
+
+def label_process(label: str) -> None:
+    """Name this process in the log lines from now on (where `configure_logging` set up
+    the logging; a framework's own logging configuration is left alone)."""
+    for handler in logging.getLogger().handlers:
+        for found in handler.filters:
+            if isinstance(found, _ProcessLabel):
+                found.label = label
 
 
 class Supervisor:
@@ -85,6 +114,8 @@ class Supervisor:
         self.boards: dict[int, Board] = {}  # worker pid -> the deadlines it publishes
         self.replacing: dict[int, tuple[float, int]] = {}  # stuck pid -> (since, pipe)
         self.killed: set[int] = set()  # stuck pids killed, not reaped yet
+        self.worker_ids: dict[int, str] = {}  # worker pid -> its id in `conveyor status`
+        self._spawned = 0
         self._signals = 0
         self._crash_delay = 0.0
 
@@ -112,6 +143,7 @@ class Supervisor:
                 self._reap(restart=False)
                 self._police()
                 time.sleep(0.05)
+            logger.info("stopped")
             return 0
         finally:
             for sig, handler in previous.items():
@@ -141,6 +173,7 @@ class Supervisor:
             started = self.children.pop(pid, time.monotonic())
             code = os.waitstatus_to_exitcode(status)
             was_beat = pid == self.beat_pid
+            worker_id = self.worker_ids.pop(pid, None)
             board = self.boards.pop(pid, None)
             if board is not None:
                 board.close()
@@ -159,7 +192,10 @@ class Supervisor:
             self._crash_delay = min(10.0, self._crash_delay * 2 or 0.2) if lived < CRASH_WINDOW \
                 else 0.0
             time.sleep(self._crash_delay)
-            self._spawn(beat=was_beat)
+            # A process that died without a word (killed, crashed) is still listed as
+            # alive; its replacement drops it at once (the others deregister themselves).
+            dead = worker_id if code not in (0, EXIT_HARD_LIMIT, EXIT_THREAD_DIED) else None
+            self._spawn(beat=was_beat, forget=dead)
 
     def _police(self) -> None:
         """Replace the worker processes stuck past a task's deadline (see the module's
@@ -187,7 +223,7 @@ class Supervisor:
             done, told = os.pipe()
             os.set_blocking(done, False)
             self.replacing[pid] = (now, done)
-            self._spawn(stuck=(stuck, told, done))
+            self._spawn(stuck=(stuck, told, done), forget=self.worker_ids.get(pid))
             os.close(told)
 
     def _forget_stuck(self, pid: int) -> None:
@@ -197,8 +233,11 @@ class Supervisor:
         self.killed.discard(pid)
 
     def _spawn(self, beat: bool = False,
-               stuck: tuple[list[Entry], int, int] | None = None) -> None:
+               stuck: tuple[list[Entry], int, int] | None = None,
+               forget: str | None = None) -> None:
         board = None if beat else Board()
+        nonce = os.urandom(3).hex()
+        self._spawned += 0 if beat else 1
         pid = os.fork()
         if pid:
             self.children[pid] = time.monotonic()
@@ -206,10 +245,12 @@ class Supervisor:
                 self.beat_pid = pid
             elif board is not None:
                 self.boards[pid] = board
+                self.worker_ids[pid] = f"{socket.gethostname()}:{pid}:{nonce}"
             return
+        label_process("beat" if beat else f"worker-{self._spawned}")
         code = 1
         try:
-            code = self._beat_child() if beat else self._child(board, stuck)
+            code = self._beat_child() if beat else self._child(board, stuck, nonce, forget)
         except BaseException:
             logger.exception("beat process failed" if beat else "worker process failed")
         finally:
@@ -234,8 +275,8 @@ class Supervisor:
         beat.run()
         return 0
 
-    def _child(self, board: Board | None,
-               stuck: tuple[list[Entry], int, int] | None = None) -> int:
+    def _child(self, board: Board | None, stuck: tuple[list[Entry], int, int] | None,
+               nonce: str, forget: str | None) -> int:
         from conveyor.worker.worker import Worker, take_over
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -254,9 +295,14 @@ class Supervisor:
                 os.close(told)
             if self._signals:  # the supervisor is shutting down: replace, don't work
                 return 0
+        if forget is not None:
+            try:
+                app.broker.forget_worker(forget)
+            except Exception:  # noqa: BLE001 - its heartbeat expires anyway
+                logger.debug("can't drop dead worker %s", forget, exc_info=True)
         worker = Worker(app, self.queues, self.threads, max_tasks=self.max_tasks_per_child,
                         max_memory_mb=self.max_memory_per_child, prefetch=self.prefetch,
-                        grace=self.grace, supervised=True, board=board,
+                        grace=self.grace, supervised=True, board=board, nonce=nonce,
                         **({"async_concurrency": self.async_concurrency}
                            if self.async_concurrency else {}))
         signal.signal(WARM, lambda *_: worker.stop(cold=False))

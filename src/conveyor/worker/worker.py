@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("conveyor.worker")
 
 HEARTBEAT_TICK = 0.1
+REPORT_SOON = 1.0  # a change in what a worker runs or processed shows in status within this
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 WORKER_TTL = 15.0
 
@@ -49,6 +50,7 @@ class Worker:
         max_memory_mb: int | None = None,
         board: Board | None = None,
         async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY,
+        nonce: str | None = None,
     ) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -59,7 +61,9 @@ class Worker:
         if max_memory_mb is not None and max_memory_mb < 1:
             raise ValueError(f"max_memory_mb must be >= 1, got {max_memory_mb}")
         self.app = app
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        # host:pid:nonce; a supervisor picks the nonce, so it knows the id of the worker
+        # it forked and can drop it from the live workers when that process dies.
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{nonce or uuid.uuid4().hex[:6]}"
         self.consumer = Consumer(app, queues, threads, prefetch,
                                  on_thread_death=self._thread_died, name=f"worker {self.id}",
                                  board=board, async_concurrency=async_concurrency)
@@ -94,6 +98,9 @@ class Worker:
         finally:
             self._shut_down()
             self.app.middleware.notify("on_worker_stop", self.app)
+            if self.supervised:
+                logger.info("worker %s stopped: %d task(s) processed", self.id,
+                            self.consumer.processed)
         if self.consumer.dead_thread is not None:
             raise RuntimeError(f"worker thread {self.consumer.dead_thread} died (its error "
                                "is in the log above): this worker stopped")
@@ -156,7 +163,9 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         renew_every = self.app.broker.lease_seconds / 3
-        next_renew = next_report = next_poll = 0.0
+        next_renew = next_poll = 0.0
+        last_report = -WORKER_TTL
+        reported: tuple[int, int, int] | None = None
         while not self._cold.wait(HEARTBEAT_TICK):
             now = time.monotonic()
             try:
@@ -167,9 +176,14 @@ class Worker:
                 if now >= next_renew:
                     self.consumer.renew_leases()
                     next_renew = now + renew_every
-                if now >= next_report:
+                # Every WORKER_TTL / 3 to stay listed, and within REPORT_SOON of a change
+                # (a task started or ended) so `conveyor status` is current: one small
+                # write a second at most, and none while nothing changes.
+                counts = self._counts()
+                if now >= last_report + WORKER_TTL / 3 or (
+                        counts != reported and now >= last_report + REPORT_SOON):
                     self.app.broker.heartbeat(self._info(), WORKER_TTL)
-                    next_report = now + WORKER_TTL / 3
+                    reported, last_report = counts, now
                 self._beating.back()
             except ConveyorError as exc:
                 self._beating.lost(exc)
@@ -177,12 +191,22 @@ class Worker:
                 logger.error("the supervisor died: handing tasks back and exiting")
                 self.stop(cold=True)
 
+    def _counts(self) -> tuple[int, int, int]:
+        """What the heartbeat reports that changes as tasks come and go (no I/O)."""
+        consumer = self.consumer
+        return (consumer.processed, len(consumer.in_flight),
+                len(consumer.executor.stopper.running()))
+
     def _info(self) -> WorkerInfo:
+        held = self.consumer.running_by_queue()
+        started = self.consumer.executor.stopper.running_by_queue()
+        running = sum(started.values())
         return WorkerInfo(
             id=self.id, hostname=socket.gethostname(), pid=os.getpid(), queues=self.queues,
             concurrency=self.threads, started=self.started, seen=time.time(),
-            processed=self.consumer.processed, running=len(self.consumer.in_flight),
-            running_by_queue=self.consumer.running_by_queue(),
+            processed=self.consumer.processed, running=running,
+            reserved=max(0, sum(held.values()) - running), running_by_queue=held,
+            started_by_queue=started,
         )
 
     def _enforce_deadlines(self) -> None:

@@ -63,6 +63,11 @@ def path_from_url(url: str) -> tuple[str, dict[str, str]]:
     return os.path.abspath(path), options
 
 
+def location(url: str) -> str:
+    """Where `url` points, for banners and messages: ``file /abs/path.db``."""
+    return f"file {path_from_url(url)[0]}"
+
+
 def check(url: str) -> None:
     """Raise ConfigurationError for a SQLite URL that can't work."""
     path_from_url(url)

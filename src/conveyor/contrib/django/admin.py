@@ -2,8 +2,9 @@
 with their arguments, value, error and traceback, and two actions: retry failed tasks
 (their dead letters go back on the queue) and revoke tasks that haven't started.
 
-Always registered: a project that keeps results elsewhere sees an empty list. Rows are
-written by workers, so nobody adds or edits them here; deleting one forgets its result.
+Always registered: a project that keeps results elsewhere sees an empty list, and the
+page says so (and how to change it). Rows are written by workers, so nobody adds or edits
+them here; deleting one forgets its result.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.contrib.auth import get_permission_codename
 from django.utils import timezone
 from django.utils.html import format_html
 
+from conveyor.config import mask_url
 from conveyor.contrib.django.database import database_alias
 from conveyor.contrib.django.models import TaskResult
 from conveyor.errors import ConveyorError
@@ -90,6 +92,22 @@ class TaskResultAdmin(admin.ModelAdmin):
         """Retrying and revoking need the "change task result" permission."""
         codename = get_permission_codename("change", self.opts)
         return bool(request.user.has_perm(f"{self.opts.app_label}.{codename}"))
+
+    def changelist_view(self, request: Any, extra_context: Any = None) -> Any:
+        """The list, with a warning when results are kept elsewhere: else an empty page
+        looks like no task ever ran."""
+        from conveyor.contrib.django.app import project_app
+
+        try:
+            url = project_app().settings.effective_results_url
+        except ConveyorError:
+            url = "django:"
+        if not url.startswith("django:"):
+            self.message_user(request, f"Results are kept in {mask_url(url)}, not in this "
+                              "database, so this list stays empty. To see them here, set "
+                              "CONVEYOR = {..., \"RESULTS_URL\": \"django://\"} in settings "
+                              "(or $CONVEYOR_RESULTS_URL=django://).", messages.WARNING)
+        return super().changelist_view(request, extra_context)
 
     # -- columns and fields ----------------------------------------------------------
 

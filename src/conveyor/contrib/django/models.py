@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from conveyor.contrib.django.calls import RUNNERS
 from conveyor.message import Message
 from conveyor.records import ErrorInfo, ResultRecord, State
 
@@ -37,6 +38,16 @@ def as_timestamp(moment: datetime) -> float:
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment, timezone.get_default_timezone())
     return moment.timestamp()
+
+
+def task_path(message: Message) -> str:
+    """The task a person would name: a ``django.tasks`` task's own path (its message names
+    the runner, ``conveyor.django.run``, which runs every one of them), else the task."""
+    if message.task in RUNNERS and message.args and isinstance(message.args[0], dict):
+        path = message.args[0].get("task")
+        if isinstance(path, str) and path:
+            return path
+    return message.task
 
 
 class TaskResult(models.Model):
@@ -104,7 +115,7 @@ class TaskResult(models.Model):
         """The row of a task just queued: its call, and its eta as "due at"."""
         created = message.created or now or time.time()
         return cls(
-            task_id=message.id, task_name=message.task[:255], state=State.PENDING.value,
+            task_id=message.id, task_name=task_path(message)[:255], state=State.PENDING.value,
             queue=message.queue[:255], attempt=0,
             args=msgspec.json.decode(_encode(message.args)),  # plain JSON (dates as text)
             kwargs=msgspec.json.decode(_encode(message.kwargs)),

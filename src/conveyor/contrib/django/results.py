@@ -19,6 +19,7 @@ from typing import Any
 from django.db import transaction
 
 from conveyor.backends.waiting import wait_until_final
+from conveyor.contrib.django.calls import RUNNERS
 from conveyor.contrib.django.database import CHUNK, OrmStore, fits, in_event_loop, logger
 from conveyor.errors import BrokerUnavailable
 from conveyor.message import Message
@@ -30,6 +31,7 @@ POLL_FIRST, POLL_LATER, POLL_FIRST_FOR = 0.05, 0.1, 1.0
 RECORD_FIELDS = ["task_name", "state", "result", "error_type", "error_message", "traceback",
                  "progress_current", "progress_total", "progress_label", "attempt",
                  "updated", "updated_ts", "expires_at", "retry_at"]
+RUN_FIELDS = [field for field in RECORD_FIELDS if field != "task_name"]
 
 
 class DjangoResultStore(OrmStore):
@@ -49,10 +51,20 @@ class DjangoResultStore(OrmStore):
             return
         now = time.time()
         latest = {r.id: (r, ttl) for r, ttl in records if fits(r.id)}  # the last one wins
-        rows = [self.rows.model.from_record(r, now + ttl, now) for r, ttl in latest.values()]
+        rows = [self.rows.model.from_record(r, now + ttl, now) for r, ttl in latest.values()
+                if r.task not in RUNNERS]
+        # A django.tasks task's record names the runner; its row keeps the task's own
+        # path, written when it was queued (TaskResult.pending).
+        runs = [self.rows.model.from_record(r, now + ttl, now) for r, ttl in latest.values()
+                if r.task in RUNNERS]
+        for batch, fields in ((rows, RECORD_FIELDS), (runs, RUN_FIELDS)):
+            if batch:
+                self._upsert(batch, fields)
+
+    def _upsert(self, rows: list[Any], fields: list[str]) -> None:
         self._run(lambda: self.rows.bulk_create(
             rows, update_conflicts=True, unique_fields=["task_id"] if self.unique_on else None,
-            update_fields=RECORD_FIELDS))
+            update_fields=fields))
 
     def get(self, task_id: str) -> ResultRecord | None:
         """The record, or None. A row `record_pending` wrote comes back as PENDING."""

@@ -206,6 +206,10 @@ class Conveyor(Declarer):
         """Revoke tasks on the current App, as ``App.revoke``."""
         return self.app.revoke(task_ids, terminate)
 
+    def unfinished(self, queue: str | None) -> str:
+        """Why a task may not have finished, on the current App (as ``App.unfinished``)."""
+        return self.app.unfinished(queue)
+
     def AsyncResult(self, task_id: str) -> result.AsyncResult[Any]:  # noqa: N802 - Celery's name
         """A handle on any task by id, read from the current App's result store."""
         return self.app.AsyncResult(task_id)
