@@ -28,6 +28,7 @@ from conveyor.middleware.base import Outcome
 from conveyor.records import ResultRecord, State
 from conveyor.worker import threads as worker_threads
 from conveyor.worker.deadlines import Board
+from conveyor.worker.endings import log_ends, processed
 from conveyor.worker.executor import Executor, Prepared
 from conveyor.worker.paused import PausedQueues
 from conveyor.worker.pools import Pools
@@ -253,7 +254,7 @@ class Consumer:
 
     def _apply(self, completions: list[Completion]) -> None:
         broker = self.app.broker
-        _log_ends(completions)
+        log_ends(completions)
         acks = [c.delivery for c in completions if c.action == "ack" and not c.acked]
         if acks:
             broker.ack(acks)
@@ -282,7 +283,7 @@ class Consumer:
         if self.executor.stopper.asked:  # a request read again while it was finishing
             for c in completions:
                 self.executor.stopper.finished(c.delivery.id)
-        self.processed += _processed(completions)
+        self.processed += processed(completions)
 
     # -- leases and shutdown ---------------------------------------------------------
 
@@ -387,39 +388,6 @@ class Consumer:
             if remaining <= 0:
                 return
             self.wait_for_idle(min(FULL_POLL, remaining))
-
-def _handed_back(c: Completion) -> bool:
-    """Given back unstarted (a shutdown): not a task processed, nor a retry to log."""
-    return c.action == "retry" and c.record is None
-
-
-def _processed(completions: list[Completion]) -> int:
-    return sum(1 for c in completions if not _handed_back(c))
-
-
-def _log_ends(completions: list[Completion]) -> None:
-    for c in completions:
-        if c.action != "ack" and not _handed_back(c):
-            _log_end(c)
-
-
-def _log_end(c: Completion) -> None:
-    """Log a retry (when and why) at INFO, and a failure for good once, with its
-    traceback: what an operator reading the worker's log needs, off the success path."""
-    name = c.message.task if c.message is not None else "?"
-    error = c.record.error if c.record is not None else None
-    if c.action == "retry" and c.record is not None and c.record.state is State.RETRY:
-        at = c.at if c.at is not None else time.time()  # not a hand-back: a retry
-        why = f"{error.type}: {error.message}" if error is not None else "asked to"
-        logger.info("task %s (%s) attempt %d failed (%s): retrying at %s (in %.1f s)",
-                    c.delivery.id, name, c.record.attempt, why,
-                    time.strftime("%H:%M:%S %Z", time.localtime(at)),
-                    max(0.0, at - time.time()))
-    elif c.action == "dead" and error is not None and error.traceback:
-        logger.error("task %s (%s) failed for good, dead-lettered: %s\n%s", c.delivery.id,
-                     name, c.reason, error.traceback.rstrip())
-    elif c.action == "dead":
-        logger.warning("task %s (%s) dead-lettered: %s", c.delivery.id, name, c.reason)
 
 
 def _key(delivery: Delivery) -> tuple[str, int, str]:
