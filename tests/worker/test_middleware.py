@@ -100,7 +100,9 @@ def test_a_users_middleware_with_its_own_option_runs_in_a_real_worker(
 
 
 def test_a_misspelt_middleware_option_names_the_right_one(audited: ModuleType) -> None:
+    def job() -> None: ...
+
     with pytest.raises(ConfigurationError, match="unknown option 'audti'; did you mean 'audit'"):
-        audited.app.task(audti="x.log")
+        audited.app.task(audti="x.log")(job)  # checked as the decorator meets the task
     with pytest.raises(ConfigurationError, match="audit must be a file name"):
         audited.app.task(audit=42)

@@ -18,6 +18,7 @@ from conveyor.cli.options import with_app
 from conveyor.errors import ConveyorError, did_you_mean
 from conveyor.worker.consumer import default_prefetch
 from conveyor.worker.supervisor import Supervisor, configure_logging
+from conveyor.worker.window import CAP as WINDOW_CAP
 
 
 def check_store(app: App) -> None:
@@ -80,8 +81,9 @@ def parse_queues(value: str) -> list[str]:
               help="Threads per process (async tasks share one event loop per process).")
 @click.option("--prefetch", type=click.IntRange(min=1), default=None,
               help="Tasks a process holds at most, running or reserved ahead of its "
-                   "threads [default: 2 x threads]. --prefetch 1 -t 1: a process never "
-                   "holds a task it can't start (long tasks).")
+                   "threads [default: adaptive, about 20 ms of its throughput, from 2 x "
+                   "threads to 256]. --prefetch 1 -t 1: a process never holds a task it "
+                   "can't start (long tasks).")
 @click.option("--async-concurrency", type=click.IntRange(min=1), default=None,
               help="async def tasks a process runs at once, on its event loop, besides "
                    "its threads' work [default: 100].")
@@ -119,7 +121,7 @@ def worker(app: App, queues: str, processes: int | None, threads: int,
     click.echo(
         f"conveyor worker for {app.name}: {describe(app.settings.broker_url)}, "
         f"queues {','.join(queue_list)}, {processes} process(es) x {threads} thread(s), "
-        f"prefetch {prefetch or default_prefetch(threads)}, "
+        f"prefetch {prefetch or f'{default_prefetch(threads)}-{WINDOW_CAP} (adaptive)'}, "
         f"{len(user_tasks)} task(s) registered" + (", with beat" if with_beat else "")
         + (f", processes replaced {' or '.join(recycle)}" if recycle else ""),
         err=True,

@@ -32,6 +32,7 @@ from conveyor.worker.endings import log_ends, processed
 from conveyor.worker.executor import Executor, Prepared
 from conveyor.worker.paused import PausedQueues
 from conveyor.worker.pools import Pools
+from conveyor.worker.window import Window
 
 if TYPE_CHECKING:
     from conveyor.app import App
@@ -61,7 +62,8 @@ class Consumer:
         self.app = app
         self.queues = list(queues)
         self.pausing = PausedQueues(app, self.queues, name)  # what to reserve from
-        self.prefetch = prefetch or default_prefetch(threads)
+        self.prefetch = prefetch or default_prefetch(threads)  # the window's floor
+        self.window = Window(self.prefetch, fixed=prefetch is not None)
         self.on_thread_death = on_thread_death
         self.dead_thread: str | None = None  # a thread of this consumer that died
         self.executor = Executor(app, self._post_record, self._ack_now, board)
@@ -82,7 +84,6 @@ class Consumer:
         self._records_lock = threading.Lock()
         self._lock = threading.Lock()  # guards in_flight (main, writer, heartbeat threads)
         self._slots = threading.Condition(self._lock)  # notified when in_flight shrinks
-        self.batch_min = max(1, self.prefetch // 2)  # while busy, reserve at least this many
         self._writer: threading.Thread | None = None
         self._writer_stop = threading.Event()
         self.drained = False  # the last reserve, made with nothing running, found nothing
@@ -116,8 +117,10 @@ class Consumer:
         if self.stopping.is_set():
             self.wait_for_idle(FULL_POLL)
             return 0
-        if self.in_flight and self._free() < self.batch_min:
-            self.wait_for_slots(FULL_POLL, until_free=self.batch_min)  # batch the reserves
+        self.window.observe(self.processed, time.monotonic())
+        batch_min = max(1, self.window.size // 2)  # while busy, reserve at least this many
+        if self.in_flight and self._free() < batch_min:
+            self.wait_for_slots(FULL_POLL, until_free=batch_min)  # batch the reserves
             return 0
         busy = bool(self.in_flight)
         queues = self.pausing.consumable()
@@ -159,11 +162,11 @@ class Consumer:
             self.post_completion(prepared)
 
     def _free(self) -> int:
-        """How many more tasks to reserve: the prefetch's free slots (async tasks take
+        """How many more tasks to reserve: the window's free slots (async tasks take
         none), or none while `async_concurrency` async tasks are in flight."""
         if len(self._async) >= self.async_concurrency:
             return 0
-        return self.prefetch - (len(self.in_flight) - len(self._async))
+        return self.window.size - (len(self.in_flight) - len(self._async))
 
     def wait_for_idle(self, timeout: float) -> None:
         """Sleep until nothing is in flight (the writer frees slots) or `timeout`."""

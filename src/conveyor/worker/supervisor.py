@@ -309,8 +309,11 @@ class Supervisor:
         signal.signal(COLD, lambda *_: worker.stop(cold=True))
         if self.on_child_start is not None:
             self.on_child_start()
-        logger.info("worker %s started: queues %s, %d threads, prefetch %d", worker.id,
-                    ",".join(self.queues), self.threads, worker.consumer.prefetch)
+        window = worker.consumer.window
+        logger.info("worker %s started: queues %s, %d threads, prefetch %s", worker.id,
+                    ",".join(self.queues), self.threads,
+                    window.floor if window.fixed else f"{window.floor}-{window.target(1e9)} "
+                    "(adaptive)")
         worker.run()
         return 0
 
