@@ -12,6 +12,7 @@ import os
 import time
 
 import dramatiq
+import workloads
 from dramatiq import Actor, Broker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.results import Results
@@ -40,5 +41,16 @@ def declare(broker: Broker) -> tuple[Actor, Actor]:
     return noop, started_at
 
 
+def declare_workloads(broker: Broker) -> dict[str, Actor]:
+    """The workload benchmark's actors (redis_workloads.py), by workload: workloads.py's
+    bodies, results stored like the no-op's."""
+    actors = {}
+    for name in ("roundtrip", "sleep", "cpu", "mix"):
+        actors[name] = dramatiq.actor(getattr(workloads, name), actor_name=f"bench.{name}",
+                                      queue_name="default", store_results=True, broker=broker)
+    return actors
+
+
 broker = RedisBroker(url=URL)
 noop, started_at = declare(broker)
+workload_actors = declare_workloads(broker)
