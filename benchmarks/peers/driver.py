@@ -324,7 +324,8 @@ class DramatiqAdapter(Adapter):
         return int(r.hlen("dramatiq:default.msgs"))
 
     def is_result(self, key: bytes) -> bool:
-        return not key.startswith(b"dramatiq:")  # result keys are MD5 hex digests
+        # result keys are MD5 hex digests; bench:counter is the roundtrip workload's
+        return not key.startswith((b"dramatiq:", b"bench:"))
 
 
 class RQAdapter(Adapter):
