@@ -143,8 +143,10 @@ def versus_fastest(matrix: Matrix, cell: Cell) -> str:
     return f"{ours / fastest[0]:.2f}x {fastest[1]}"
 
 
-def columns(matrix: Matrix) -> list[str]:
-    present = {lib for by_lib in matrix.values() for lib in by_lib}
+def columns(matrix: Matrix, workload: str | None = None) -> list[str]:
+    """The libraries that ran (`workload`, or any), in the usual order."""
+    present = {lib for (w, _), by_lib in matrix.items() if workload in (None, w)
+               for lib in by_lib}
     return [lib for lib in LIBRARIES if lib in present]
 
 
@@ -152,7 +154,8 @@ def workload_rows(matrix: Matrix, args: argparse.Namespace, workload: str,
                   show: Any, ratio: bool) -> list[list[str]]:
     """One row per config of `workload`: `show(matrix, cell, library)` per library, then
     (`ratio`) Conveyor's rate over the fastest peer's."""
-    return [[config, *(show(matrix, (workload, config), lib) for lib in columns(matrix)),
+    return [[config, *(show(matrix, (workload, config), lib)
+                       for lib in columns(matrix, workload)),
              *([versus_fastest(matrix, (workload, config))] if ratio else [])]
             for config in args.configs if (workload, config) in matrix]
 
@@ -233,24 +236,24 @@ def checks(matrix: Matrix) -> list[str]:
 # -- the report ----------------------------------------------------------------------------
 
 
-def md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1),
+def md_table(headers: list[str], rows: list[list[str]], align: str = "---:") -> list[str]:
+    """Markdown: the first column left-aligned, the others `align`ed (numbers right)."""
+    return ["| " + " | ".join(headers) + " |", "|---|" + f"{align}|" * (len(headers) - 1),
             *["| " + " | ".join(row) + " |" for row in rows], ""]
 
 
 def sections(matrix: Matrix, args: argparse.Namespace) -> list[tuple[str, list[str],
                                                                       list[list[str]]]]:
     """(title, headers, rows) of every table, for the terminal and the file alike."""
-    heads = columns(matrix)
     out = []
     for workload in args.workloads:
-        sized = cell_args(args, workload).tasks
+        sized, heads = cell_args(args, workload).tasks, columns(matrix, workload)
         out.append((f"{workload}, {sized:,} tasks: processing tasks/s",
                     ["config", *heads, "Conveyor ÷ fastest peer"],
                     workload_rows(matrix, args, workload, rate, ratio=True)))
         out.append((f"{workload}: CPU µs per task, worker / redis-server",
                     ["config", *heads], workload_rows(matrix, args, workload, cpu, ratio=False)))
-    out.append(("The issue's goals", ["goal", "measured", ""],
+    out.append(("The issue's goals (reported, never asserted)", ["goal", "measured", ""],
                 [[g, v, redis_peers.verdict(m)] for g, v, m in goals(matrix, args)]))
     return out
 
@@ -276,7 +279,7 @@ def markdown(matrix: Matrix, args: argparse.Namespace, info: list[tuple[str, str
         "each workload does, how each library is set up at each configuration, and how to "
         "read the numbers. Compare the columns of one run, not runs of different days.",
         "",
-        *md_table(["Machine", ""], [[k, v] for k, v in info]),
+        *md_table(["Machine", ""], [[k, v] for k, v in info], align="---"),
         f"{args.rounds} round(s); in each, every cell (workload x configuration) in turn, "
         "its libraries interleaved, the order rotating each round. Tasks/s are the median "
         "of the rounds, (min-max) when there were several; CPU per task is the median. "
@@ -284,7 +287,7 @@ def markdown(matrix: Matrix, args: argparse.Namespace, info: list[tuple[str, str
         "",
         *[f"- {v}" for v in library_versions(matrix)],
         "",
-        *md_table(["Library", *args.configs], setups(matrix, args)),
+        *md_table(["Library", *args.configs], setups(matrix, args), align="---"),
     ]
     for title, headers, rows in sections(matrix, args):
         if rows:

@@ -97,6 +97,7 @@ class Adapter:
     worker_setup = ""
     semantics = ""  # when it acknowledges, where results go
     clients: tuple[str, ...] = ("redis", "hiredis")  # the client distributions reported
+    term_group = True  # the SIGTERM that stops the worker goes to its whole process group
     tasks: Any = None
 
     def load(self) -> None:
@@ -189,8 +190,8 @@ class ConveyorAdapter(Adapter):
             return super().setting(concurrency)  # as in the processing benchmark
         c = Concurrency("2x8", 2, 8) if concurrency.best else concurrency
         return ([self.worker_command(c.threads, c.processes)],
-                f"-p {c.processes} -t {c.threads}: a supervisor and {c.processes} worker "
-                f"process(es), {c.threads} threads each")
+                f"python -m conveyor worker -p {c.processes} -t {c.threads}: a supervisor "
+                f"and {c.processes} worker processes, {c.threads} threads each")
 
     def enqueue_one(self) -> Any:
         return self.tasks.noop.delay()
@@ -239,12 +240,14 @@ class CeleryAdapter(Adapter):
             return super().setting(concurrency)  # as in the processing benchmark
         if concurrency.best:
             return ([self.worker_command(2, pool="prefork")],
-                    "-P prefork -c 2: a parent and 2 pool processes; acks_late, prefetch 4")
+                    "celery worker -P prefork -c 2: a parent and 2 pool processes; acks_late, "
+                    "prefetch multiplier 4 (default)")
         p, t = concurrency.processes, concurrency.threads
         commands = [self.worker_command(t, node=f"bench{k}@%h" if p > 1 else "")
                     for k in range(p)]
-        return commands, (f"{p} x `celery worker -P threads -c {t}`: {p} process(es), "
-                          f"{t} threads each; acks_late, prefetch 4")
+        return commands, (f"{p} x celery worker -P threads -c {t} -n benchK@%h: {p} "
+                          f"processes, {t} threads each; acks_late, prefetch multiplier 4 "
+                          "(default)")
 
     def enqueue_one(self) -> Any:
         return self.tasks.noop.delay()
@@ -290,8 +293,8 @@ class DramatiqAdapter(Adapter):
             return super().setting(concurrency)  # as in the processing benchmark
         c = Concurrency("2x8", 2, 8) if concurrency.best else concurrency
         return ([self.worker_command(c.threads, c.processes)],
-                f"-p {c.processes} -t {c.threads}: a parent and {c.processes} worker "
-                f"process(es), {c.threads} threads each")
+                f"dramatiq -p {c.processes} -t {c.threads}: a parent and {c.processes} "
+                f"worker processes, {c.threads} worker threads each")
 
     def enqueue_one(self) -> Any:
         return self.tasks.noop.send()
@@ -346,6 +349,9 @@ class RQAdapter(Adapter):
 
     # the pool's size at its best: 8 did 1,800-2,200 no-op tasks/s here, 1 about 1,000
     best_pool = 8
+    # The pool stops its workers itself (SIGINT each): a SIGTERM to the whole group as
+    # well left a pool of 8 running until the SIGKILL 15 s later (a pool of 2 did not).
+    term_group = False
 
     def worker_command(self, threads: int) -> list[str]:
         return [str(BIN / "rq"), "worker-pool", "-u", URL, "-n", str(threads),
@@ -410,7 +416,7 @@ class HueyAdapter(Adapter):
                     "huey_consumer -k process -w 2: 1 consumer, 2 worker processes")
         p, t = concurrency.processes, concurrency.threads
         return ([self.worker_command(t) for _ in range(p)],
-                f"{p} x `huey_consumer -k thread -w {t}`: {p} process(es), "
+                f"{p} x huey_consumer -k thread -w {t}: {p} processes, "
                 f"{t} worker threads each")
 
     def enqueue_one(self) -> Any:
@@ -536,12 +542,17 @@ class Worker:
             if proc.poll() is not None:
                 raise RuntimeError(f"the worker exited with status {proc.returncode}")
 
-    def stop(self) -> None:
-        """SIGTERM to the group, SIGKILL after 15 s; then SIGKILL whatever is left."""
+    def stop(self, term_group: bool = True) -> None:
+        """SIGTERM to the group (or, not `term_group`, to the commands' own processes, which
+        stop their children), SIGKILL after 15 s; then SIGKILL whatever is left."""
         self._stop.set()
         for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
             try:
-                os.killpg(self.proc.pid, sig)
+                if sig == signal.SIGTERM and not term_group:
+                    for proc in self.procs:
+                        proc.send_signal(sig)
+                else:
+                    os.killpg(self.proc.pid, sig)
             except ProcessLookupError:
                 break
             try:
@@ -645,7 +656,7 @@ class Run:
                 time.sleep(1.0)  # let it go idle
                 measure_latency(adapter, args.latency_tasks, out)
         finally:
-            worker.stop()
+            worker.stop(adapter.term_group)
             out["worker_processes"] = worker.processes
             out["rss_peak_mb"] = worker.peak_rss / 2**20
             out["rss_by_process_mb"] = worker.peak_rss_by_process
