@@ -279,6 +279,7 @@ def markdown(matrix: Matrix, args: argparse.Namespace, info: list[tuple[str, str
         "each workload does, how each library is set up at each configuration, and how to "
         "read the numbers. Compare the columns of one run, not runs of different days.",
         "",
+        *([f"> {args.note}", ""] if args.note else []),
         *md_table(["Machine", ""], [[k, v] for k, v in info], align="---"),
         f"{args.rounds} round(s); in each, every cell (workload x configuration) in turn, "
         "its libraries interleaved, the order rotating each round. Tasks/s are the median "
@@ -304,7 +305,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated PxT (processes x threads) or best")
     parser.add_argument("--libs", default=",".join(LIBRARIES),
                         help=f"comma-separated subset of {','.join(LIBRARIES)}")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="1 takes about 10 minutes on two cores; 3 give medians and ranges")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiplies every workload's task count (e.g. 0.1 to validate)")
     parser.add_argument("--tasks", type=int, default=0, help="every workload's task count")
@@ -314,6 +316,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--conveyor-python", type=Path, default=ROOT / ".venv/bin/python")
     parser.add_argument("--peers-python", type=Path, default=HERE / ".venv-peers/bin/python")
     parser.add_argument("--no-write", action="store_true", help=f"don't write {RESULTS.name}")
+    parser.add_argument("--note", default="",
+                        help=f"a paragraph put at the top of {RESULTS.name} (e.g. what ran beside)")
     parser.add_argument("--threads", type=int, default=8, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.workloads = [w for w in args.workloads.split(",") if w]
