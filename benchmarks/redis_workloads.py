@@ -19,6 +19,7 @@ asserts nothing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import statistics
 import sys
@@ -39,9 +40,12 @@ RESULTS = HERE / "RESULTS-workloads.md"
 # 1 ms of CPU at most about 2,000/s on two cores.
 WORKLOADS = {"noop": 3000, "roundtrip": 3000, "sleep": 2000, "cpu": 1000, "mix": 2000,
              "async_sleep": 2000}
-# async def tasks: only Conveyor's here. TODO(issue 15): arq, SAQ and Taskiq at their
-# defaults (in a venv of their own), the peers the issue names for this workload.
-ASYNC_LIBRARIES = ("conveyor",)
+# async def tasks: Conveyor's, and the issue's peers for them, arq, SAQ and Taskiq, in
+# benchmarks/.venv-async, run by peers/async_driver.py at their defaults: in the `best`
+# row only (their default is their setting, whatever the row).
+ASYNC_PEERS = ("arq", "saq", "taskiq")
+ALL = (*LIBRARIES, *ASYNC_PEERS)
+ASYNC = dataclasses.replace(REDIS, broker="workloads", driver=HERE / "peers" / "async_driver.py")
 CONFIGS = ("1x2", "1x8", "2x8", "best")
 EQUAL_GOAL, BEST_GOAL, ROUNDTRIP_GOAL = 1.5, 2.0, 0.6
 
@@ -53,9 +57,24 @@ Goal = tuple[str, str, bool | None]
 # -- running the matrix ------------------------------------------------------------------
 
 
-def libraries_for(workload: str, libs: list[str]) -> list[str]:
-    """Who runs `workload`: everyone, except that async tasks are Conveyor's alone."""
-    return [lib for lib in libs if workload != "async_sleep" or lib in ASYNC_LIBRARIES]
+def libraries_for(cell: Cell, libs: list[str]) -> list[str]:
+    """Who runs `cell`: the sync libraries the sync workloads; Conveyor the async one,
+    and the async peers too in its `best` row."""
+    workload, config = cell
+    if workload != "async_sleep":
+        return [lib for lib in libs if lib in LIBRARIES]
+    return [lib for lib in libs if lib == "conveyor" or (lib in ASYNC_PEERS and
+                                                         config == "best")]
+
+
+def run_one(library: str, sized: argparse.Namespace, workdir: Path,
+            cell: Cell) -> dict[str, Any]:
+    """One library's run of `cell`: the async peers by their own driver, in their venv."""
+    extra = ["--workload", cell[0], "--config", cell[1]]
+    if library in ASYNC_PEERS:
+        in_venv = argparse.Namespace(**{**vars(sized), "peers_python": sized.async_python})
+        return run_library(library, in_venv, workdir, ASYNC, extra=extra)
+    return run_library(library, sized, workdir, REDIS, extra=extra)
 
 
 def cell_args(args: argparse.Namespace, workload: str) -> argparse.Namespace:
@@ -68,14 +87,12 @@ def cell_args(args: argparse.Namespace, workload: str) -> argparse.Namespace:
 def run_cell(cell: Cell, args: argparse.Namespace, workdir: Path, round_no: int,
              matrix: Matrix, skipped: dict[str, str]) -> None:
     """Each library's run of `cell`, in this round's order, into `matrix`."""
-    workload, config = cell
-    sized = cell_args(args, workload)
-    for library in rotated(libraries_for(workload, args.libs), round_no):
+    sized = cell_args(args, cell[0])
+    for library in rotated(libraries_for(cell, args.libs), round_no):
         if library in skipped:
             continue
         started = time.monotonic()
-        result = run_library(library, sized, workdir, REDIS,
-                             extra=["--workload", workload, "--config", config])
+        result = run_one(library, sized, workdir, cell)
         result["tasks"], result["wall_s"] = sized.tasks, time.monotonic() - started
         matrix.setdefault(cell, {}).setdefault(library, []).append(result)
         if "skipped" in result:
@@ -132,7 +149,8 @@ def cpu(matrix: Matrix, cell: Cell, library: str) -> str:
 
 
 def fastest_peer(matrix: Matrix, cell: Cell) -> tuple[float, str] | None:
-    rates = [(median(matrix, cell, peer), peer) for peer in PEERS]
+    peers = ASYNC_PEERS if cell[0] == "async_sleep" else PEERS
+    rates = [(median(matrix, cell, peer), peer) for peer in peers]
     return max(((v, p) for v, p in rates if v), default=None)
 
 
@@ -147,7 +165,7 @@ def columns(matrix: Matrix, workload: str | None = None) -> list[str]:
     """The libraries that ran (`workload`, or any), in the usual order."""
     present = {lib for (w, _), by_lib in matrix.items() if workload in (None, w)
                for lib in by_lib}
-    return [lib for lib in LIBRARIES if lib in present]
+    return [lib for lib in ALL if lib in present]
 
 
 def workload_rows(matrix: Matrix, args: argparse.Namespace, workload: str,
@@ -167,11 +185,8 @@ def goals(matrix: Matrix, args: argparse.Namespace) -> list[Goal]:
         for config in args.configs:
             cell = (workload, config)
             ours, fastest = median(matrix, cell, "conveyor"), fastest_peer(matrix, cell)
-            if workload == "async_sleep":
-                rows.append((f"async_sleep at {config}: >= 2x the fastest of arq, SAQ, Taskiq",
-                             "not measured (not installed)", None))
-            elif ours is not None and fastest is not None:
-                goal = BEST_GOAL if config == "best" else EQUAL_GOAL
+            if ours is not None and fastest is not None:
+                goal = BEST_GOAL if config == "best" or workload == "async_sleep" else EQUAL_GOAL
                 rows.append((f"{workload} at {config}: >= {goal:g}x the fastest peer",
                              f"{ours / fastest[0]:.2f}x {fastest[1]}", ours >= goal * fastest[0]))
     for config in args.configs:
@@ -203,7 +218,7 @@ def library_versions(matrix: Matrix) -> list[str]:
             for result in good(results):
                 found.setdefault(lib, ", ".join(f"{k} {v}" for k, v in
                                                 result.get("versions", {}).items()))
-    return [f"{lib}: {found[lib]}" for lib in LIBRARIES if lib in found]
+    return [f"{lib}: {found[lib]}" for lib in ALL if lib in found]
 
 
 def wall_times(matrix: Matrix) -> str:
@@ -214,7 +229,7 @@ def wall_times(matrix: Matrix) -> str:
         for lib, results in by_lib.items():
             walls.setdefault(lib, []).extend(r["wall_s"] for r in good(results))
     return "wall time per run, median: " + ", ".join(
-        f"{lib} {statistics.median(walls[lib]):.1f} s" for lib in LIBRARIES if walls.get(lib))
+        f"{lib} {statistics.median(walls[lib]):.1f} s" for lib in ALL if walls.get(lib))
 
 
 def checks(matrix: Matrix) -> list[str]:
@@ -303,8 +318,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"comma-separated subset of {','.join(WORKLOADS)}")
     parser.add_argument("--configs", default=",".join(CONFIGS),
                         help="comma-separated PxT (processes x threads) or best")
-    parser.add_argument("--libs", default=",".join(LIBRARIES),
-                        help=f"comma-separated subset of {','.join(LIBRARIES)}")
+    parser.add_argument("--libs", default=",".join(ALL),
+                        help=f"comma-separated subset of {','.join(ALL)}")
     parser.add_argument("--rounds", type=int, default=1,
                         help="1 takes about 10 minutes on two cores; 3 give medians and ranges")
     parser.add_argument("--scale", type=float, default=1.0,
@@ -315,6 +330,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=240.0, help="per library run, s")
     parser.add_argument("--conveyor-python", type=Path, default=ROOT / ".venv/bin/python")
     parser.add_argument("--peers-python", type=Path, default=HERE / ".venv-peers/bin/python")
+    parser.add_argument("--async-python", type=Path, default=HERE / ".venv-async/bin/python",
+                        help="arq, SAQ and Taskiq's interpreter")
     parser.add_argument("--no-write", action="store_true", help=f"don't write {RESULTS.name}")
     parser.add_argument("--note", default="",
                         help=f"a paragraph put at the top of {RESULTS.name} (e.g. what ran beside)")
@@ -324,7 +341,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.configs = [c for c in args.configs.split(",") if c]
     args.libs = [lib for lib in args.libs.split(",") if lib]
     for kind, given, known in (("workloads", args.workloads, WORKLOADS),
-                               ("libraries", args.libs, LIBRARIES)):
+                               ("libraries", args.libs, ALL)):
         if set(given) - set(known):
             parser.error(f"unknown {kind}: {', '.join(sorted(set(given) - set(known)))}")
     bad = [c for c in args.configs if c != "best" and not valid_config(c)]
