@@ -65,6 +65,23 @@ bench-redis: $(STAMP) $(PEERS_STAMP)
 	$(BIN)/python -c 'import redis' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[redis]'
 	$(PEERS_VENV)/bin/python benchmarks/redis_peers.py $(ARGS)
 
+# Workloads with real task bodies (round trip, sleep, CPU, mix) at 1x2, 1x8, 2x8 and each
+# library's best setting, against the same peers in the same venvs, and an async workload
+# against arq, SAQ and Taskiq (their own venv, benchmarks/.venv-async) (benchmarks/README.md).
+# Uses (and flushes) DB 15. ARGS="--workloads roundtrip --configs 1x8 --rounds 1" for a cell.
+ASYNC_VENV := benchmarks/.venv-async
+ASYNC_STAMP := $(ASYNC_VENV)/.installed
+
+$(ASYNC_STAMP): benchmarks/requirements-async.txt
+	test -x $(ASYNC_VENV)/bin/python || $(PYTHON) -m venv $(ASYNC_VENV)
+	$(ASYNC_VENV)/bin/python -m pip install -q -r benchmarks/requirements-async.txt
+	touch $(ASYNC_STAMP)
+
+.PHONY: bench-workloads
+bench-workloads: $(STAMP) $(PEERS_STAMP) $(ASYNC_STAMP)
+	$(BIN)/python -c 'import redis' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[redis]'
+	$(PEERS_VENV)/bin/python benchmarks/redis_workloads.py $(ARGS)
+
 # The RabbitMQ benchmark against Celery and Dramatiq (benchmarks/README.md), in the same venvs.
 # Needs RabbitMQ on 127.0.0.1:5672 (guest) and rabbitmqctl (it makes and deletes a vhost per
 # run), and redis-server for results: uses (and flushes) DB 15. ARGS=--quick for a short run.

@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,9 +216,10 @@ def python_for(library: str, args: argparse.Namespace) -> Path:
 def run_library(library: str, args: argparse.Namespace, workdir: Path, bench: Bench,
                 env: dict[str, str] | None = None,
                 around: Callable[[], AbstractContextManager[object]] = nullcontext,
+                extra: Sequence[str] = (),
                 ) -> dict[str, Any]:
-    """`bench`'s driver for one run of `library`, `env` added to its environment, inside
-    `around()` (entered only when the library's Python exists)."""
+    """`bench`'s driver for one run of `library`, `env` added to its environment, `extra`
+    to its arguments, inside `around()` (entered only when the library's Python exists)."""
     python = python_for(library, args)
     if not python.exists():
         return {"library": library, "skipped": f"{python} does not exist (make bench-{bench.name} "
@@ -228,7 +229,7 @@ def run_library(library: str, args: argparse.Namespace, workdir: Path, bench: Be
     command = [str(python), str(bench.driver), library, "--out", str(out),
                "--tasks", str(args.tasks), "--single", str(args.single),
                "--latency-tasks", str(args.latency_tasks), "--threads", str(args.threads),
-               "--log-dir", str(workdir)]
+               "--log-dir", str(workdir), *extra]
     log = workdir / f"{library}.log"
     timed_out = False
     with around(), log.open("ab") as log_file:

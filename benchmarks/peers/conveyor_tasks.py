@@ -7,8 +7,11 @@ Defaults throughout: results stored, acknowledged after the task ends (acks_late
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+
+import workloads
 
 from conveyor import App
 
@@ -26,3 +29,32 @@ def noop() -> None:
 def started_at() -> float:
     """When the task started (the latency benchmark and the warm-up task)."""
     return time.time()
+
+
+# -- the workload benchmark's tasks (redis_workloads.py): the bodies are workloads.py's --
+
+
+@app.task(name="bench.roundtrip")
+def roundtrip(i: int) -> None:
+    workloads.roundtrip(i)
+
+
+@app.task(name="bench.sleep")
+def sleep(i: int) -> None:
+    workloads.sleep(i)
+
+
+@app.task(name="bench.cpu")
+def cpu(i: int) -> None:
+    workloads.cpu(i)
+
+
+@app.task(name="bench.mix")
+def mix(i: int) -> None:
+    workloads.mix(i)
+
+
+@app.task(name="bench.async_sleep")
+async def async_sleep(i: int) -> None:
+    """An async task awaiting the network, as it were: 50 ms of asyncio.sleep."""
+    await asyncio.sleep(0.05)

@@ -12,6 +12,7 @@ import os
 import time
 
 import dramatiq
+import workloads
 from dramatiq import Actor, Broker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.results import Results
@@ -40,5 +41,14 @@ def declare(broker: Broker) -> tuple[Actor, Actor]:
     return noop, started_at
 
 
+def declare_workloads(broker: Broker) -> list[Actor]:
+    """The workload benchmark's actors (redis_workloads.py): workloads.py's roundtrip,
+    sleep, cpu and mix, results stored like the no-op's."""
+    return [dramatiq.actor(getattr(workloads, name), actor_name=f"bench.{name}",
+                           queue_name="default", store_results=True, broker=broker)
+            for name in ("roundtrip", "sleep", "cpu", "mix")]
+
+
 broker = RedisBroker(url=URL)
 noop, started_at = declare(broker)
+roundtrip, sleep, cpu, mix = declare_workloads(broker)

@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,36 @@ def wait_for(probe: Callable[[], Any], timeout: float, period: float = 0.005) ->
         time.sleep(period)
 
 
+# -- the concurrency: equal for all (processes x threads), or each library's best --------
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """One row of the workload matrix (redis_workloads.py): `processes` x `threads` task
+    slots, the same for every library, or (`best`) each library's own best setting."""
+
+    name: str  # "1x8", "2x8", "best"
+    processes: int = 1
+    threads: int = 8
+
+    @property
+    def best(self) -> bool:
+        return self.name == "best"
+
+    @classmethod
+    def parse(cls, name: str) -> Concurrency:
+        """"PxT" (e.g. "2x8") or "best"; ValueError otherwise."""
+        if name == "best":
+            return cls(name)
+        processes, _, threads = name.partition("x")
+        if not (processes.isdigit() and threads.isdigit() and int(processes) and int(threads)):
+            raise ValueError(f"not PxT (e.g. 2x8) nor best: {name!r}")
+        return cls(name, int(processes), int(threads))
+
+
+Setting = tuple[list[list[str]], str]  # the worker commands (all started), what they are
+
+
 # -- the libraries ---------------------------------------------------------------------
 # Each adapter does what a user of that library would: its own enqueue calls, its own
 # result API, its own worker CLI. `pending` reads the library's own Redis keys.
@@ -66,6 +97,7 @@ class Adapter:
     worker_setup = ""
     semantics = ""  # when it acknowledges, where results go
     clients: tuple[str, ...] = ("redis", "hiredis")  # the client distributions reported
+    term_group = True  # the SIGTERM that stops the worker goes to its whole process group
     tasks: Any = None
 
     def load(self) -> None:
@@ -74,11 +106,40 @@ class Adapter:
     def worker_command(self, threads: int) -> list[str]:
         raise NotImplementedError
 
+    def setting(self, concurrency: Concurrency) -> Setting:
+        """How this library's worker runs at `concurrency`. Here only 1 x threads, with
+        `worker_command`; the Redis adapters know the rest."""
+        if concurrency.best or concurrency.processes != 1:
+            raise NotImplementedError(f"{self.name} has no setting for {concurrency.name}")
+        threads = concurrency.threads
+        return [self.worker_command(threads)], self.worker_setup.format(threads=threads)
+
     def enqueue_one(self) -> Any:
         raise NotImplementedError
 
     def enqueue_bulk(self, n: int) -> bool:
         """Enqueue `n` no-op tasks with the bulk API; False when the library has none."""
+        return False
+
+    def enqueue_workload(self, workload: str, n: int) -> bool:
+        """Enqueue `n` tasks of `workload` (each given its index), with the bulk API where
+        there is one (False where there is none: then one call each). "noop" is the no-op
+        without arguments, as in the processing benchmark."""
+        if workload == "noop":
+            if self.enqueue_bulk(n):
+                return True
+            for _ in range(n):
+                self.enqueue_one()
+            return False
+        task = getattr(self.tasks, workload, None)
+        if task is None:
+            raise RuntimeError(f"{self.name} has no {workload} task")
+        return self.enqueue_many(task, n)
+
+    def enqueue_many(self, task: Any, n: int) -> bool:
+        """`task(i)` for i in range(n): the bulk API, or False after one call each."""
+        for i in range(n):
+            task(i)
         return False
 
     def send_started_at(self) -> Any:
@@ -119,12 +180,25 @@ class ConveyorAdapter(Adapter):
         super().load()
         self.tasks.app.broker.stats()  # fails here, with the reason, if Redis isn't supported
 
-    def worker_command(self, threads: int) -> list[str]:
+    def worker_command(self, threads: int, processes: int = 1) -> list[str]:
         return [sys.executable, "-m", "conveyor", "worker", "-A", "conveyor_tasks",
-                "-p", "1", "-t", str(threads)]
+                "-p", str(processes), "-t", str(threads)]
+
+    def setting(self, concurrency: Concurrency) -> Setting:
+        """`-p` processes of `-t` threads; at its best, -p 2 -t 8 (a process per core)."""
+        if not concurrency.best and concurrency.processes == 1:
+            return super().setting(concurrency)  # as in the processing benchmark
+        c = Concurrency("2x8", 2, 8) if concurrency.best else concurrency
+        return ([self.worker_command(c.threads, c.processes)],
+                f"python -m conveyor worker -p {c.processes} -t {c.threads}: a supervisor "
+                f"and {c.processes} worker processes, {c.threads} threads each")
 
     def enqueue_one(self) -> Any:
         return self.tasks.noop.delay()
+
+    def enqueue_many(self, task: Any, n: int) -> bool:
+        task.map((i,) for i in range(n))
+        return True
 
     def enqueue_bulk(self, n: int) -> bool:
         self.tasks.noop.map(() for _ in range(n))
@@ -154,10 +228,26 @@ class CeleryAdapter(Adapter):
     worker_setup = ("celery worker -P threads -c {threads}: 1 process, {threads} threads; "
                     "acks_late, prefetch multiplier 4 (default)")
 
-    def worker_command(self, threads: int) -> list[str]:
-        return [str(BIN / "celery"), "-A", "celery_tasks", "worker", "-P", "threads",
+    def worker_command(self, threads: int, pool: str = "threads", node: str = "") -> list[str]:
+        return [str(BIN / "celery"), "-A", "celery_tasks", "worker", "-P", pool,
                 "-c", str(threads), "--without-gossip", "--without-mingle",
-                "--without-heartbeat", "-l", "WARNING"]
+                "--without-heartbeat", "-l", "WARNING", *(["-n", node] if node else [])]
+
+    def setting(self, concurrency: Concurrency) -> Setting:
+        """Celery's thread pool lives in one process, so P x T is P workers of T threads
+        (each its own node name). Its best here: prefork, 2 processes (one per core)."""
+        if not concurrency.best and concurrency.processes == 1:
+            return super().setting(concurrency)  # as in the processing benchmark
+        if concurrency.best:
+            return ([self.worker_command(2, pool="prefork")],
+                    "celery worker -P prefork -c 2: a parent and 2 pool processes; acks_late, "
+                    "prefetch multiplier 4 (default)")
+        p, t = concurrency.processes, concurrency.threads
+        commands = [self.worker_command(t, node=f"bench{k}@%h" if p > 1 else "")
+                    for k in range(p)]
+        return commands, (f"{p} x celery worker -P threads -c {t} -n benchK@%h: {p} "
+                          f"processes, {t} threads each; acks_late, prefetch multiplier 4 "
+                          "(default)")
 
     def enqueue_one(self) -> Any:
         return self.tasks.noop.delay()
@@ -166,6 +256,12 @@ class CeleryAdapter(Adapter):
         from celery import group
 
         group(self.tasks.noop.s() for _ in range(n)).apply_async()
+        return True
+
+    def enqueue_many(self, task: Any, n: int) -> bool:
+        from celery import group
+
+        group(task.s(i) for i in range(n)).apply_async()
         return True
 
     def peek(self, handle: Any) -> float | None:
@@ -187,8 +283,18 @@ class DramatiqAdapter(Adapter):
     worker_setup = ("dramatiq -p 1 -t {threads}: a parent and 1 worker process, "
                     "{threads} worker threads")
 
-    def worker_command(self, threads: int) -> list[str]:
-        return [str(BIN / "dramatiq"), "dramatiq_tasks", "-p", "1", "-t", str(threads)]
+    def worker_command(self, threads: int, processes: int = 1) -> list[str]:
+        return [str(BIN / "dramatiq"), "dramatiq_tasks", "-p", str(processes),
+                "-t", str(threads)]
+
+    def setting(self, concurrency: Concurrency) -> Setting:
+        """`-p` processes of `-t` threads; at its best, -p 2 -t 8 (a process per core)."""
+        if not concurrency.best and concurrency.processes == 1:
+            return super().setting(concurrency)  # as in the processing benchmark
+        c = Concurrency("2x8", 2, 8) if concurrency.best else concurrency
+        return ([self.worker_command(c.threads, c.processes)],
+                f"dramatiq -p {c.processes} -t {c.threads}: a parent and {c.processes} "
+                f"worker processes, {c.threads} worker threads each")
 
     def enqueue_one(self) -> Any:
         return self.tasks.noop.send()
@@ -197,6 +303,12 @@ class DramatiqAdapter(Adapter):
         from dramatiq import group
 
         group(self.tasks.noop.message() for _ in range(n)).run()
+        return True
+
+    def enqueue_many(self, task: Any, n: int) -> bool:
+        from dramatiq import group
+
+        group(task.message(i) for i in range(n)).run()
         return True
 
     def send_started_at(self) -> Any:
@@ -215,7 +327,8 @@ class DramatiqAdapter(Adapter):
         return int(r.hlen("dramatiq:default.msgs"))
 
     def is_result(self, key: bytes) -> bool:
-        return not key.startswith(b"dramatiq:")  # result keys are MD5 hex digests
+        # result keys are MD5 hex digests; bench:counter is the roundtrip workload's
+        return not key.startswith((b"dramatiq:", b"bench:"))
 
 
 class RQAdapter(Adapter):
@@ -234,9 +347,23 @@ class RQAdapter(Adapter):
 
         self.queue = Queue("default", connection=redis.Redis.from_url(URL))
 
+    # the pool's size at its best: 8 did 1,800-2,200 no-op tasks/s here, 1 about 1,000
+    best_pool = 8
+    # The pool stops its workers itself (SIGINT each): a SIGTERM to the whole group as
+    # well left a pool of 8 running until the SIGKILL 15 s later (a pool of 2 did not).
+    term_group = False
+
     def worker_command(self, threads: int) -> list[str]:
         return [str(BIN / "rq"), "worker-pool", "-u", URL, "-n", str(threads),
                 "-w", "rq.worker.SimpleWorker", "-q", "default"]
+
+    def setting(self, concurrency: Concurrency) -> Setting:
+        """RQ has no threads: P x T is a pool of P x T single-job SimpleWorker processes,
+        the same number of task slots."""
+        if not concurrency.best and concurrency.processes == 1:
+            return super().setting(concurrency)  # as in the processing benchmark
+        n = self.best_pool if concurrency.best else concurrency.processes * concurrency.threads
+        return [self.worker_command(n)], self.worker_setup.format(threads=n)
 
     def enqueue_one(self) -> Any:
         return self.queue.enqueue(self.tasks.noop)
@@ -245,6 +372,12 @@ class RQAdapter(Adapter):
         from rq import Queue
 
         self.queue.enqueue_many([Queue.prepare_data(self.tasks.noop) for _ in range(n)])
+        return True
+
+    def enqueue_many(self, task: Any, n: int) -> bool:
+        from rq import Queue
+
+        self.queue.enqueue_many([Queue.prepare_data(task, args=(i,)) for i in range(n)])
         return True
 
     def send_started_at(self) -> Any:
@@ -269,9 +402,22 @@ class HueyAdapter(Adapter):
                  "results in a hash, store_none=True")
     worker_setup = "huey_consumer -k thread -w {threads}: 1 process, {threads} worker threads"
 
-    def worker_command(self, threads: int) -> list[str]:
-        return [str(BIN / "huey_consumer"), "huey_tasks.huey", "-k", "thread",
+    def worker_command(self, threads: int, kind: str = "thread") -> list[str]:
+        return [str(BIN / "huey_consumer"), "huey_tasks.huey", "-k", kind,
                 "-w", str(threads), "-q"]
+
+    def setting(self, concurrency: Concurrency) -> Setting:
+        """A consumer's workers are threads or processes, not both, so P x T is P
+        consumers of T threads. Its best here: one consumer of 2 worker processes."""
+        if not concurrency.best and concurrency.processes == 1:
+            return super().setting(concurrency)  # as in the processing benchmark
+        if concurrency.best:
+            return ([self.worker_command(2, kind="process")],
+                    "huey_consumer -k process -w 2: 1 consumer, 2 worker processes")
+        p, t = concurrency.processes, concurrency.threads
+        return ([self.worker_command(t) for _ in range(p)],
+                f"{p} x huey_consumer -k thread -w {t}: {p} processes, "
+                f"{t} worker threads each")
 
     def enqueue_one(self) -> Any:
         return self.tasks.noop()
@@ -351,15 +497,21 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Worker:
-    """The library's worker CLI in its own process group; RSS sampled while it runs."""
+    """The library's worker CLI in its own process group; RSS sampled while it runs.
+    Several `commands` (a library run as P separate worker processes) share the first
+    one's group, so they are measured and stopped as one."""
 
-    def __init__(self, command: list[str], log: Path) -> None:
+    def __init__(self, commands: list[list[str]], log: Path) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH")) if p)
         self.log = log.open("wb")
         self.launched = time.time()
-        self.proc = subprocess.Popen(command, cwd=HERE, env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, process_group=0)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for command in commands:
+            group = self.procs[0].pid if self.procs else 0
+            self.procs.append(subprocess.Popen(command, cwd=HERE, env=env, stdout=self.log,
+                                               stderr=subprocess.STDOUT, process_group=group))
+        self.proc = self.procs[0]  # the group's leader
         self.peak_rss = self.peak_pss = 0
         self.peak_rss_by_process: list[tuple[str, float]] = []
         self.processes = 0
@@ -386,19 +538,26 @@ class Worker:
         return sum(cpu_seconds(pid) for pid in group_members(self.proc.pid))
 
     def check(self) -> None:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"the worker exited with status {self.proc.returncode}")
+        for proc in self.procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the worker exited with status {proc.returncode}")
 
-    def stop(self) -> None:
-        """SIGTERM to the group, SIGKILL after 15 s; then SIGKILL whatever is left."""
+    def stop(self, term_group: bool = True) -> None:
+        """SIGTERM to the group (or, not `term_group`, to the commands' own processes, which
+        stop their children), SIGKILL after 15 s; then SIGKILL whatever is left."""
         self._stop.set()
         for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
             try:
-                os.killpg(self.proc.pid, sig)
+                if sig == signal.SIGTERM and not term_group:
+                    for proc in self.procs:
+                        proc.send_signal(sig)
+                else:
+                    os.killpg(self.proc.pid, sig)
             except ProcessLookupError:
                 break
             try:
-                self.proc.wait(wait)
+                for proc in self.procs:
+                    proc.wait(wait)
             except subprocess.TimeoutExpired:
                 continue
             if not group_members(self.proc.pid):
@@ -434,19 +593,21 @@ class Run:
         self.r = redis.Redis.from_url(URL)
 
     def enqueue(self) -> Any:
-        """Single, then (on a flushed DB) the warm-up task and the bulk. Returns the warm-up."""
+        """Single (unless --single 0), then (on a flushed DB) the warm-up task and the
+        bulk of --workload. Returns the warm-up."""
         adapter, args, out = self.adapter, self.args, self.out
         adapter.enqueue_one()  # connect, load scripts: not timed
         self.r.flushdb()
-        out["enqueue_single"] = time_enqueue(adapter, args.single)
-        self.r.flushdb()
+        if args.single:
+            out["enqueue_single"] = time_enqueue(adapter, args.single)
+            self.r.flushdb()
         warm_up = adapter.send_warm_up()
         started = time.perf_counter()
-        if adapter.enqueue_bulk(args.tasks):
-            out["enqueue_bulk"] = args.tasks / (time.perf_counter() - started)
-        else:
-            out["enqueue_bulk"] = None
-            out["fill_single"] = time_enqueue(adapter, args.tasks)
+        bulk = adapter.enqueue_workload(args.workload, args.tasks)
+        rate = args.tasks / (time.perf_counter() - started)
+        out["enqueue_bulk"] = rate if bulk else None
+        if not bulk:
+            out["fill_single"] = rate
         return warm_up
 
     def pending(self, expected: int) -> int:
@@ -487,13 +648,15 @@ class Run:
         log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix=f"bench-{adapter.name}-"))
         log = log_dir / self.log_name.format(library=adapter.name)
         out["worker_log"] = str(log)
-        worker = Worker(adapter.worker_command(args.threads), log)
+        commands, out["worker_setup"] = adapter.setting(args.concurrency)
+        worker = Worker(commands, log)
         try:
             self.processing(worker, warm_up)
-            time.sleep(1.0)  # let it go idle
-            measure_latency(adapter, args.latency_tasks, out)
+            if args.latency_tasks:
+                time.sleep(1.0)  # let it go idle
+                measure_latency(adapter, args.latency_tasks, out)
         finally:
-            worker.stop()
+            worker.stop(adapter.term_group)
             out["worker_processes"] = worker.processes
             out["rss_peak_mb"] = worker.peak_rss / 2**20
             out["rss_by_process_mb"] = worker.peak_rss_by_process
@@ -547,10 +710,18 @@ def parse_args(argv: list[str] | None, adapters: Mapping[str, type[Adapter]],
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--single", type=int, default=2_000)
     parser.add_argument("--latency-tasks", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=8,
+                        help="the worker's concurrency: 1 process x THREADS (unless --config)")
+    parser.add_argument("--config", type=Concurrency.parse, default=None, dest="concurrency",
+                        help="PxT (processes x threads, e.g. 2x8) or best (the library's own)")
+    parser.add_argument("--workload", default="noop",
+                        help="the processed tasks: noop, or a task of the workload benchmark "
+                             "(roundtrip, sleep, cpu, mix, async_sleep)")
     parser.add_argument("--log-dir", type=Path, default=None,
                         help="where the worker's log goes (default: a new temporary directory)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.concurrency = args.concurrency or Concurrency(f"1x{args.threads}", 1, args.threads)
+    return args
 
 
 def main(argv: list[str] | None = None, adapters: Mapping[str, type[Adapter]] = ADAPTERS,
@@ -568,7 +739,8 @@ def main(argv: list[str] | None = None, adapters: Mapping[str, type[Adapter]] = 
         args.out.write_text(json.dumps(out))
         return 0
     out.update(versions=versions(adapter), bulk_api=adapter.bulk_api, semantics=adapter.semantics,
-               worker_setup=adapter.worker_setup.format(threads=args.threads))
+               worker_setup=adapter.worker_setup.format(threads=args.threads),
+               workload=args.workload, config=args.concurrency.name)
     try:
         runner(adapter, args, out).run()
     except BaseException as exc:

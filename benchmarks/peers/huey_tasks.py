@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 
+import workloads
 from huey import RedisHuey
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -28,3 +29,26 @@ def noop() -> None:
 def started_at() -> float:
     """When the task started (the latency benchmark and the warm-up task)."""
     return time.time()
+
+
+# -- the workload benchmark's tasks (redis_workloads.py): the bodies are workloads.py's --
+
+
+@huey.task(name="bench.roundtrip")
+def roundtrip(i: int) -> None:
+    workloads.roundtrip(i)
+
+
+@huey.task(name="bench.sleep")
+def sleep(i: int) -> None:
+    workloads.sleep(i)
+
+
+@huey.task(name="bench.cpu")
+def cpu(i: int) -> None:
+    workloads.cpu(i)
+
+
+@huey.task(name="bench.mix")
+def mix(i: int) -> None:
+    workloads.mix(i)

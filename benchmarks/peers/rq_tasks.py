@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import time
 
+import workloads
+
 
 def noop() -> None:
     """The processing benchmark's task: nothing but the library's own work."""
@@ -19,3 +21,22 @@ def noop() -> None:
 def started_at() -> float:
     """When the task started (the latency benchmark and the warm-up task)."""
     return time.time()
+
+
+# -- the workload benchmark's tasks (redis_workloads.py): the bodies are workloads.py's --
+
+
+def roundtrip(i: int) -> None:
+    workloads.roundtrip(i)
+
+
+def sleep(i: int) -> None:
+    workloads.sleep(i)
+
+
+def cpu(i: int) -> None:
+    workloads.cpu(i)
+
+
+def mix(i: int) -> None:
+    workloads.mix(i)
