@@ -3,7 +3,7 @@ kind through `conveyor worker ARGS`, report tasks/s and the CPU per task of the 
 processes and of redis-server, and optionally sample the worker process with py-spy.
 
     .venv/bin/python benchmarks/profile/run.py roundtrip 20000 -- -p 1 -t 8
-    .venv/bin/python benchmarks/profile/run.py roundtrip 40000 --py-spy out.txt -- -p 1 -t 8
+    .venv/bin/python benchmarks/profile/run.py --py-spy out.txt roundtrip 40000 -- -p 1 -t 8
 
 Uses (and flushes) Redis DB 14. Reports numbers; asserts nothing.
 """
@@ -68,8 +68,10 @@ def main() -> None:
     parser.add_argument("task", choices=["noop", "roundtrip"])
     parser.add_argument("n", type=int)
     parser.add_argument("--py-spy", type=Path, help="write a GIL profile summary here")
-    parser.add_argument("worker_args", nargs="*", help="after --: conveyor worker options")
+    parser.add_argument("worker_args", nargs=argparse.REMAINDER,
+                        help="after --: conveyor worker options")
     args = parser.parse_args()
+    args.worker_args = [a for a in args.worker_args if a != "--"]
     redis.Redis.from_url(profile_tasks.URL).flushdb()
     getattr(profile_tasks, args.task).map([() for _ in range(args.n)])
     server = int(subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True,
