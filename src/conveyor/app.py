@@ -65,6 +65,7 @@ class App(Declarer):
         beat_schedule: Mapping[str, Mapping[str, Any]] | None = None,
         task_defaults: Mapping[str, Any] | None = None,
         routes: Mapping[str, Mapping[str, Any]] | None = None,
+        worker_prefetch: int | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"App needs a non-empty name, got {name!r}")
@@ -73,6 +74,7 @@ class App(Declarer):
             "broker": broker, "results": results, "signing_key": signing_key,
             "max_message_size": max_message_size, "lease_seconds": lease_seconds,
             "result_ttl": result_ttl, "task_defaults": task_defaults, "routes": routes,
+            "worker_prefetch": worker_prefetch,
         }
         self.middleware = MiddlewareStack([*default_middleware(), *middleware])
         self.tasks = {}

@@ -43,6 +43,9 @@ class Settings:
     task_defaults: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
     routes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False,
                                                     hash=False)
+    # How many tasks a worker process holds (`conveyor worker --prefetch` overrides it);
+    # None: the adaptive window (docs/worker.md, "Prefetch").
+    worker_prefetch: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_message_size <= 0:
@@ -53,6 +56,11 @@ class Settings:
             raise ConfigurationError(
                 f"lease_seconds must be at least 1 second, got {self.lease_seconds}"
             )
+        if self.worker_prefetch is not None and (
+                isinstance(self.worker_prefetch, bool) or not isinstance(self.worker_prefetch, int)
+                or self.worker_prefetch < 1):
+            raise ConfigurationError(f"worker_prefetch must be a whole number of tasks >= 1 "
+                                     f"(1 for long tasks), got {self.worker_prefetch!r}")
         if self.result_ttl <= 0:
             raise ConfigurationError(f"result_ttl must be positive, got {self.result_ttl}")
         if "://" not in self.broker_url:
@@ -95,6 +103,7 @@ def resolve_settings(
     result_ttl: float | None = None,
     task_defaults: Mapping[str, Any] | None = None,
     routes: Mapping[str, Mapping[str, Any]] | None = None,
+    worker_prefetch: int | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     """Apply the precedence: explicit argument, then ``CONVEYOR_*`` variable, then default.
@@ -112,6 +121,13 @@ def resolve_settings(
     size = max_message_size or _env_float(env, "CONVEYOR_MAX_MESSAGE_SIZE")
     lease = lease_seconds or _env_float(env, "CONVEYOR_LEASE_SECONDS")
     ttl = result_ttl or _env_float(env, "CONVEYOR_RESULT_TTL")
+    prefetch = worker_prefetch if worker_prefetch is not None else _env_float(
+        env, "CONVEYOR_WORKER_PREFETCH")
+    if isinstance(prefetch, float):
+        if not prefetch.is_integer():
+            raise ConfigurationError(f"$CONVEYOR_WORKER_PREFETCH must be a whole number of "
+                                     f"tasks, got {prefetch}")
+        prefetch = int(prefetch)
     return Settings(
         name=name,
         broker_url=broker or env.get("CONVEYOR_BROKER_URL") or DEFAULT_BROKER_URL,
@@ -122,4 +138,5 @@ def resolve_settings(
         result_ttl=ttl or DEFAULT_RESULT_TTL,
         task_defaults={} if task_defaults is None else task_defaults,
         routes={} if routes is None else routes,
+        worker_prefetch=prefetch,
     )

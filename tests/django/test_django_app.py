@@ -263,3 +263,10 @@ def test_a_worker_survives_the_database_closing_its_connection(
         db.execute("SELECT pg_terminate_backend(%s)", (first,))
     second = backend_pid.delay()
     assert second.get(timeout=10) != first  # ...and replaced when the server closed it
+
+
+def test_the_worker_prefetch_comes_from_settings() -> None:
+    with override_settings(CONVEYOR={"BROKER_URL": "memory://", "WORKER_PREFETCH": 1}):
+        app = DjangoApp("slow")
+        assert app.settings.worker_prefetch == 1
+    app.close()

@@ -321,3 +321,8 @@ def test_bad_defaults_or_routes_fail_at_init_app(conveyor: Conveyor, config: dic
                                                  message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         conveyor.init_app(make_flask("shop", **config))
+
+
+def test_the_worker_prefetch_comes_from_the_config(conveyor: Conveyor) -> None:
+    app = conveyor.init_app(make_flask("slow", CONVEYOR_WORKER_PREFETCH=1))
+    assert app.settings.worker_prefetch == 1

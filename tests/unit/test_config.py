@@ -23,6 +23,7 @@ ENV_VARS = (
     "CONVEYOR_MAX_MESSAGE_SIZE",
     "CONVEYOR_LEASE_SECONDS",
     "CONVEYOR_RESULT_TTL",
+    "CONVEYOR_WORKER_PREFETCH",
 )
 
 
@@ -189,3 +190,13 @@ def test_settings_repr_masks_passwords_and_hides_signing_keys() -> None:
     assert "resultpw" not in text
     assert "topsecretkey" not in text
     assert "signed=True" in text
+
+
+def test_the_worker_prefetch_comes_from_the_app_or_the_environment() -> None:
+    assert resolve_settings("t").worker_prefetch is None  # the adaptive window
+    assert resolve_settings("t", worker_prefetch=1).worker_prefetch == 1
+    assert resolve_settings("t", env={"CONVEYOR_WORKER_PREFETCH": "4"}).worker_prefetch == 4
+    with pytest.raises(ConfigurationError, match="worker_prefetch must be a whole number"):
+        resolve_settings("t", worker_prefetch=0)
+    with pytest.raises(ConfigurationError, match="CONVEYOR_WORKER_PREFETCH must be a whole"):
+        resolve_settings("t", env={"CONVEYOR_WORKER_PREFETCH": "1.5"})

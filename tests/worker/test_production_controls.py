@@ -116,3 +116,12 @@ def test_a_per_call_time_limit_stops_that_call_only(
         limited.get(timeout=30)
     assert caught.value.type == "TimeLimitExceeded"
     assert unlimited.get(timeout=30) == 2.5
+
+
+def test_the_prefetch_setting_applies_when_the_command_line_gives_none(
+    tasks: ModuleType, start_worker: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVEYOR_WORKER_PREFETCH", "1")
+    worker = start_worker("-p", "1", "-t", "1")
+    assert tasks.add.delay(1, 1).get(timeout=30) == 2
+    assert "prefetch 1," in worker.output()  # the banner says so, not the adaptive window

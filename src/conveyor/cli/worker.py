@@ -109,6 +109,7 @@ def worker(app: App, queues: str, processes: int | None, threads: int,
            beat_lease: float, loglevel: str) -> None:
     """Run worker processes until SIGINT/SIGTERM (twice: don't wait for running tasks)."""
     configure_logging(loglevel)
+    prefetch = prefetch or app.settings.worker_prefetch
     queue_list = parse_queues(queues)
     processes = processes or os.cpu_count() or 1
     beat = beat_lease if with_beat else None

@@ -30,6 +30,7 @@ APP_KEYS: dict[str, str] = {
     "RESULT_TTL": "result_ttl",
     "TASK_DEFAULTS": "task_defaults",
     "ROUTES": "routes",
+    "WORKER_PREFETCH": "worker_prefetch",
 }
 OTHER_KEYS = ("APP", "NAME", "BEAT_SCHEDULE", "ENQUEUE_ON_COMMIT")
 KEYS = (*APP_KEYS, *OTHER_KEYS)

@@ -39,6 +39,7 @@ CONFIG_KEYS: dict[str, str] = {
     "CONVEYOR_BEAT_SCHEDULE": "beat_schedule",
     "CONVEYOR_TASK_DEFAULTS": "task_defaults",
     "CONVEYOR_ROUTES": "routes",
+    "CONVEYOR_WORKER_PREFETCH": "worker_prefetch",
     "CONVEYOR_IMPORTS": "imports",
 }
 
