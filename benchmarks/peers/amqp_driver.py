@@ -5,7 +5,8 @@
 `benchmarks/rabbitmq_peers.py` runs this once per library per round, in a RabbitMQ vhost
 made for that run alone ($BENCH_AMQP_URL; its name in $BENCH_AMQP_VHOST), with results in
 a Redis DB ($BENCH_REDIS_URL). The steps and the measurements are driver.py's (the Redis
-benchmark's driver, whose adapters, worker, run and main this extends): single enqueue
+benchmark's driver, whose adapters, worker, run and main this extends:
+redis_adapters.py, worker_group.py, runner.py, driver.py): single enqueue
 calls, then the warm-up task and the bulk enqueue; the worker started with the library's
 own CLI; processing timed from the warm-up task's start until the queue is drained;
 latency of tasks sent one every 10 ms to the idle worker; the worker tree's RSS and PSS.
@@ -37,13 +38,18 @@ from pathlib import Path
 from typing import Any
 
 import driver
-from driver import Adapter, Worker, cpu_seconds, time_enqueue, wait_for
+import runner
+from adapter import Adapter
+from procfs import command_name, cpu_seconds
+from redis_adapters import CeleryAdapter, ConveyorAdapter, DramatiqAdapter
+from runner import time_enqueue, wait_for
+from worker_group import Worker
 
 AMQP_URL = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 VHOST = os.environ.get("BENCH_AMQP_VHOST", "/")
 
 
-# -- the libraries: driver.py's adapters, on RabbitMQ ----------------------------------
+# -- the libraries: redis_adapters.py's adapters, on RabbitMQ --------------------------
 
 
 class OnRabbitMQ(Adapter):
@@ -64,7 +70,7 @@ class OnRabbitMQ(Adapter):
                 for part in super().worker_command(threads)]
 
 
-class ConveyorOnRabbitMQ(OnRabbitMQ, driver.ConveyorAdapter):
+class ConveyorOnRabbitMQ(OnRabbitMQ, ConveyorAdapter):
     queue = "bench.default"
     clients = ("aiormq", "redis", "hiredis")  # the distributions that talk to RabbitMQ and Redis
     semantics = ("acks after the task (default); every publish confirmed (default); "
@@ -75,14 +81,14 @@ class ConveyorOnRabbitMQ(OnRabbitMQ, driver.ConveyorAdapter):
         self.tasks.app.broker.stats()  # fails here, with the reason, without RabbitMQ support
 
 
-class CeleryOnRabbitMQ(OnRabbitMQ, driver.CeleryAdapter):
+class CeleryOnRabbitMQ(OnRabbitMQ, CeleryAdapter):
     queue = "celery"
     clients = ("kombu", "amqp", "redis", "hiredis")
     semantics = ("acks after the task (task_acks_late=True); no publisher confirms "
                  "(default); results in the Redis backend")
 
 
-class DramatiqOnRabbitMQ(OnRabbitMQ, driver.DramatiqAdapter):
+class DramatiqOnRabbitMQ(OnRabbitMQ, DramatiqAdapter):
     queue = "default"
     clients = ("pika", "redis", "hiredis")
     semantics = ("acks after the actor (default); no publisher confirms (default); "
@@ -169,7 +175,7 @@ def queue_depth(queue: str) -> tuple[int, int] | None:
 
 def process_named(name: str) -> int | None:
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and driver.command_name(int(entry.name)) == name:
+        if entry.name.isdigit() and command_name(int(entry.name)) == name:
             return int(entry.name)
     return None
 
@@ -177,8 +183,8 @@ def process_named(name: str) -> int | None:
 # -- the run ---------------------------------------------------------------------------
 
 
-class Run(driver.Run):
-    """driver.py's run, on RabbitMQ (see above)."""
+class Run(runner.Run):
+    """runner.py's run, on RabbitMQ (see above)."""
 
     adapter: OnRabbitMQ
     log_name = "{library}-amqp-worker.log"

@@ -20,7 +20,9 @@ from typing import Any
 
 import driver
 import redis
-from driver import BIN, Adapter, Concurrency, Setting
+from adapter import Adapter
+from bench_env import BIN
+from concurrency import Concurrency, Setting
 
 
 class AsyncAdapter(Adapter):
