@@ -2,8 +2,8 @@
 
 The database is a SQLite file, not pytest-django's in-memory default, so that worker
 processes started by the tests see what the tests commit. Its path travels in
-$CONVEYOR_DJANGO_TEST_DB from the test process to the workers it starts; the broker
-likewise in $CONVEYOR_DJANGO_TEST_BROKER (a SQLite file beside the database by default).
+$CONVEYOR_DJANGO_TEST_DB from the test process to the workers it starts; the broker is a
+SQLite file beside the database unless $CONVEYOR_DJANGO_TEST_BROKER names another.
 """
 
 from __future__ import annotations
@@ -14,9 +14,13 @@ import tempfile
 DB_PATH = os.environ.setdefault(
     "CONVEYOR_DJANGO_TEST_DB",
     os.path.join(tempfile.mkdtemp(prefix="conveyor-django-"), "db.sqlite3"))
-BROKER_URL = os.environ.setdefault(
-    "CONVEYOR_DJANGO_TEST_BROKER",
-    "sqlite:///" + os.path.join(os.path.dirname(DB_PATH), "conveyor.db"))
+# Under pytest-xdist each test process gets its own test database, pytest-django naming it
+# DB_PATH + "_gw0" and so on; the workers a test starts inherit $PYTEST_XDIST_WORKER, so
+# they open that one, and a broker file of their test process's own.
+_XDIST = os.environ.get("PYTEST_XDIST_WORKER")
+_DB_NAME = f"{DB_PATH}_{_XDIST}" if _XDIST else DB_PATH
+BROKER_URL = os.environ.get("CONVEYOR_DJANGO_TEST_BROKER") or "sqlite:///" + os.path.join(
+    os.path.dirname(DB_PATH), f"conveyor.{_XDIST}.db" if _XDIST else "conveyor.db")
 
 SECRET_KEY = "tests-only"
 DEBUG = False
@@ -54,7 +58,7 @@ TEMPLATES = [{
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": DB_PATH,
+        "NAME": _DB_NAME,
         "TEST": {"NAME": DB_PATH},
     }
 }
