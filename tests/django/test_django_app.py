@@ -218,10 +218,13 @@ def test_a_worker_sees_the_row_its_task_was_enqueued_for(
     with transaction.atomic():
         order = Order.objects.create(email="ada@example.com")
         result = confirm.delay_on_commit(order.id)
-    start_django("conveyor", "worker", "-p", "1", "-t", "2")
+    worker = start_django("conveyor", "worker", "-p", "1", "-t", "2")
     assert result.get(timeout=30) == "ada@example.com"
     order.refresh_from_db()
     assert order.confirmed
+    # Stopped warm, so its ack is written: a SIGKILL between the result and the ack would
+    # leave the message to come back, a lease later, to another test's in-process worker.
+    assert worker.stop() == 0
 
 
 def test_status_command_shows_the_queue(project: DjangoApp,
@@ -255,14 +258,15 @@ def test_a_worker_survives_the_database_closing_its_connection(
     require_service("127.0.0.1", 5432, "PostgreSQL")
     from tests.django.testapp.tasks import backend_pid
 
-    start_django("conveyor", "worker", "-p", "1", "-t", "1",
-                 env={"DJANGO_SETTINGS_MODULE": "tests.django.settings_pg"})
+    worker = start_django("conveyor", "worker", "-p", "1", "-t", "1",
+                          env={"DJANGO_SETTINGS_MODULE": "tests.django.settings_pg"})
     first = backend_pid.delay().get(timeout=30)
     assert backend_pid.delay().get(timeout=10) == first  # the connection is kept...
     with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as db:
         db.execute("SELECT pg_terminate_backend(%s)", (first,))
     second = backend_pid.delay()
     assert second.get(timeout=10) != first  # ...and replaced when the server closed it
+    assert worker.stop() == 0  # warm: its acks are written (see above)
 
 
 def test_the_worker_prefetch_comes_from_settings() -> None:
