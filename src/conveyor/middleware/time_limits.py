@@ -37,7 +37,7 @@ class _Watched:
     fired: bool = False
 
 
-def _current_asyncio_task() -> asyncio.Task[Any] | None:
+def current_asyncio_task() -> asyncio.Task[Any] | None:
     """The running asyncio task, if any (without importing asyncio: no loop can run
     in a process that never imported it)."""
     module = sys.modules.get("asyncio")
@@ -89,7 +89,7 @@ class TimeLimits(Middleware):
         limit = execution.option("soft_time_limit")
         if limit is None:
             return
-        task = _current_asyncio_task()
+        task = current_asyncio_task()
         watched = _Watched(
             deadline=time.monotonic() + limit,
             thread_id=None if task else threading.get_ident(),

@@ -31,14 +31,13 @@ from conveyor.lifecycle import stopping
 from conveyor.lifecycle.completion import Completion, once_claim
 from conveyor.message import Message, UnreadableMessage, encode_value, seal, unseal
 from conveyor.middleware.base import Defer, Execution, Outcome
+from conveyor.middleware.time_limits import current_asyncio_task
 from conveyor.records import ErrorInfo, Progress, ResultRecord, State
 from conveyor.task import Task
 from conveyor.worker.deadlines import Board, Deadlines
 from conveyor.worker.stopper import Stopper
 
 if TYPE_CHECKING:
-    import asyncio
-
     from conveyor.app import App
 
 logger = logging.getLogger("conveyor.worker")
@@ -52,12 +51,6 @@ class Prepared:
     delivery: Delivery
     message: Message
     task: Task[Any, Any]
-
-
-def _current_task() -> asyncio.Task[Any] | None:
-    import asyncio  # only async tasks get here: asyncio is loaded
-
-    return asyncio.current_task()
 
 
 def _stored(progress: Progress | None) -> dict[str, Any]:
@@ -283,7 +276,7 @@ class Executor:
         token = current_task.set(execution.context)
         outcome = Outcome()
         try:
-            self.stopper.enter(prepared, execution, _current_task())
+            self.stopper.enter(prepared, execution, current_asyncio_task())
             try:
                 self.app.middleware.before_execute(execution)
                 self._watch(prepared, execution)
