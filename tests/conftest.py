@@ -36,6 +36,18 @@ REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs two processes) the Django tests all go to one
+    process, in file order: they share one configured Django, its test database and the
+    in-process worker their fixtures start, so splitting them would race on those."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    django_tests = Path(__file__).resolve().parent / "django"
+    for item in items:
+        if django_tests in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.xdist_group("django"))
+
+
 def redis_namespace_url() -> str:
     """The machine's Redis, with a namespace no other test uses."""
     require_service(REDIS_HOST, REDIS_PORT, "Redis")
