@@ -22,6 +22,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import msgspec
+import redis
 
 from conveyor.backends.redis.client import (
     call,
@@ -63,6 +64,7 @@ class RedisBroker:
                          "purge", "purge_dead", "revoke")
         }
         self._known_queues: set[str] = set()
+        self._publish_keys_cache: dict[str, list[bytes]] = {}
         self._cluster_turn = 0
 
     # -- keys ------------------------------------------------------------------------
@@ -72,6 +74,17 @@ class RedisBroker:
 
     def _keys(self, queue: str, *names: str) -> list[str]:
         return [self._key(queue, name) for name in names]
+
+    def _publish_keys(self, queue: str) -> list[bytes]:
+        """The publish script's keys for `queue`, encoded once: a single delay() is one
+        script call, and building and encoding five key names was a tenth of its cost."""
+        keys = self._publish_keys_cache.get(queue)
+        if keys is None:
+            keys = [k.encode() for k in self._keys(queue, "seq", "ready", "scheduled", "body",
+                                                   "signal")]
+            if len(self._publish_keys_cache) < 1024:  # queue names are few; never unbounded
+                self._publish_keys_cache[queue] = keys
+        return keys
 
     @property
     def _queues_key(self) -> str:
@@ -91,10 +104,10 @@ class RedisBroker:
         calls = []
         for queue, items in by_queue.items():
             args: list[Any] = []
-            for e in items:
-                args += [e.id, e.priority, "" if e.eta is None else repr(e.eta), e.body]
-            calls.append(("publish",
-                          self._keys(queue, "seq", "ready", "scheduled", "body", "signal"), args))
+            for e in items:  # bytes: redis-py sends them as they are, with no encoding step
+                args += [e.id.encode(), b"%d" % e.priority,
+                         b"" if e.eta is None else repr(e.eta).encode(), e.body]
+            calls.append(("publish", self._publish_keys(queue), args))
 
         def send() -> None:
             self._run_scripts(calls)
@@ -112,8 +125,49 @@ class RedisBroker:
     # -- consuming -------------------------------------------------------------------
 
     def reserve(self, queues: Sequence[str], n: int, wait: float) -> list[Delivery]:
-        return reserve_loop(lambda: self._call(lambda: self._reserve_now(queues, n)),
-                            lambda pause: self._call(partial(self._block, queues, pause)), wait)
+        if self.target.cluster:
+            return reserve_loop(lambda: self._call(lambda: self._reserve_now(queues, n)),
+                                lambda pause: self._call(partial(self._block, queues, pause)),
+                                wait)
+        # An idle worker sends its BLPOP and the reserve script in one pipeline: Redis runs
+        # the script the moment the BLPOP returns, so a wake-up costs one round trip, not
+        # two (enqueue-to-start latency). What the pipeline reserved is the next attempt's.
+        woken: list[tuple[list[Delivery], float | None]] = []
+
+        def attempt() -> tuple[list[Delivery], float | None]:
+            if woken:
+                return woken.pop()
+            return self._call(lambda: self._reserve_now(queues, n))
+
+        def sleep(pause: float) -> None:
+            woken.append(self._call(partial(self._block_then_reserve, queues, n, pause)))
+
+        return reserve_loop(attempt, sleep, wait)
+
+    def _reserve_keys(self, group: Sequence[str]) -> list[str]:
+        keys: list[str] = []
+        for queue in group:
+            keys += self._keys(queue, "ready", "scheduled", "leased", "body", "deliveries",
+                               "dead", "reason")
+        return keys
+
+    def _block_then_reserve(self, queues: Sequence[str], n: int, pause: float
+                            ) -> tuple[list[Delivery], float | None]:
+        """BLPOP on the queues' signal lists, then the reserve script, in one pipeline (not
+        on a cluster, whose keys span slots). The script goes by its SHA; if the server
+        lost it (a restart), the reserve is done again the ordinary way, which loads it."""
+        group = list(queues)
+        keys = self._reserve_keys(group)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.blpop([self._key(q, "signal") for q in queues], timeout=pause)
+        pipe.evalsha(self._scripts["reserve"].sha, len(keys), *keys, n, self.lease_seconds)
+        _, reply = pipe.execute(raise_on_error=False)
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            return self._reserve_now(queues, n)
+        if isinstance(reply, Exception):
+            raise reply
+        deliveries: list[Delivery] = []
+        return deliveries, self._take_reply(group, reply, deliveries, None)
 
     def _reserve_now(self, queues: Sequence[str], n: int) -> tuple[list[Delivery], float | None]:
         groups = [list(queues)] if not self.target.cluster else [[q] for q in queues]
@@ -123,36 +177,38 @@ class RedisBroker:
             want = n - len(deliveries)
             if want <= 0:
                 break
-            keys: list[str] = []
-            for queue in group:
-                keys += self._keys(queue, "ready", "scheduled", "leased", "body", "deliveries",
-                                   "dead", "reason")
-            reply = self._scripts["reserve"](keys=keys, args=[want, self.lease_seconds])
-            if reply and int(reply[0]) == -1:
-                due = _as_text(reply[1])
-                if due and (next_due is None or float(due) < next_due):
-                    next_due = float(due)
-                continue
-            for i in range(0, len(reply), 4):
-                queue, raw, fence = group[int(reply[i])], reply[i + 1], _as_text(reply[i + 3])
-                try:
-                    ref = raw.decode() if isinstance(raw, bytes) else raw
-                except UnicodeDecodeError:  # written by something else: it can't be acked
-                    self._scripts["dead_letter"](
-                        keys=self._keys(queue, "leased", "deliveries", "dead", "reason"),
-                        args=[raw, fence, "malformed queue entry: its reference is not UTF-8"])
-                    continue
-                _, priority, task_id = ref.split("|", 2)  # reserve.lua checked the form
-                deliveries.append(Delivery(id=task_id, queue=queue, priority=int(priority),
-                                           body=reply[i + 2], receipt=ref,
-                                           deliveries=int(fence.split(":")[0]), fence=fence))
+            reply = self._scripts["reserve"](keys=self._reserve_keys(group),
+                                             args=[want, self.lease_seconds])
+            next_due = self._take_reply(group, reply, deliveries, next_due)
         return deliveries, next_due
 
+    def _take_reply(self, group: Sequence[str], reply: Any, deliveries: list[Delivery],
+                    next_due: float | None) -> float | None:
+        """Add what one reserve script call reserved to `deliveries`; return the earliest
+        time something falls due, if the script said (it reserved nothing)."""
+        if reply and int(reply[0]) == -1:
+            due = _as_text(reply[1])
+            if due and (next_due is None or float(due) < next_due):
+                next_due = float(due)
+            return next_due
+        for i in range(0, len(reply), 4):
+            queue, raw, fence = group[int(reply[i])], reply[i + 1], _as_text(reply[i + 3])
+            try:
+                ref = raw.decode() if isinstance(raw, bytes) else raw
+            except UnicodeDecodeError:  # written by something else: it can't be acked
+                self._scripts["dead_letter"](
+                    keys=self._keys(queue, "leased", "deliveries", "dead", "reason"),
+                    args=[raw, fence, "malformed queue entry: its reference is not UTF-8"])
+                continue
+            _, priority, task_id = ref.split("|", 2)  # reserve.lua checked the form
+            deliveries.append(Delivery(id=task_id, queue=queue, priority=int(priority),
+                                       body=reply[i + 2], receipt=ref,
+                                       deliveries=int(fence.split(":")[0]), fence=fence))
+        return next_due
+
     def _block(self, queues: Sequence[str], timeout: float) -> None:
-        """Sleep until something is published to one of `queues`, or `timeout` passes."""
-        if not self.target.cluster:
-            self.client.blpop([self._key(q, "signal") for q in queues], timeout=timeout)
-            return
+        """On a cluster: sleep until something is published to one of `queues` (in turn,
+        each its own slot), or `timeout` passes."""
         queue = queues[self._cluster_turn % len(queues)]
         self._cluster_turn += 1
         self.client.blpop([self._key(queue, "signal")], timeout=min(timeout, CLUSTER_POLL))
@@ -173,7 +229,8 @@ class RedisBroker:
             calls.append((script, self._keys(queue, *names), args))
         self._call(partial(self._run_scripts, calls))
 
-    def _run_scripts(self, calls: list[tuple[str, list[str], list[Any]]]) -> None:
+    def _run_scripts(self, calls: Sequence[tuple[str, Sequence[str | bytes], Sequence[Any]]]
+                     ) -> None:
         """Run script calls in one pipelined round trip; one call each on a cluster, where
         redis-py can't pipeline scripts (each touches a single slot anyway)."""
         if len(calls) == 1 or self.target.cluster:
