@@ -11,6 +11,8 @@ Semantics every broker must keep (the contract suite in tests/contract checks th
 - Messages with an `eta` in the future wait in a durable schedule until due.
 - `ack`, `retry`, `dead_letter` and `extend` on a delivery whose lease was lost (it expired
   and the message was handed out again) do nothing: the newer holder owns it.
+- A message handed out again, or put back by `retry`, keeps its `Delivery.entry`; a
+  message published twice (the same task id) is two entries.
 - `revoke` removes only waiting messages (ready or scheduled), never a reserved one: a
   worker may be running it. Nothing on the reserve/ack path checks for revocations.
 """
@@ -26,15 +28,22 @@ from conveyor.message import Envelope
 
 
 class Delivery(msgspec.Struct, frozen=True):
-    """One reserved message. `receipt` names the message in the broker, `deliveries`
-    counts its hand-outs, and `fence` (where a broker needs more than the count to tell
-    hand-outs apart, e.g. after a failover rolled one back) names this one."""
+    """One reserved message. `receipt` is what the broker instance that handed it out
+    settles it by (unique among what that instance holds), `deliveries` counts its
+    hand-outs, and `fence` (where a broker needs more than the count to tell hand-outs
+    apart, e.g. after a failover rolled one back) names this one.
+
+    `entry` names the stored message: a hand-out after a lost lease or a killed worker,
+    and a retry, keep it, in any process; each publish makes a new one, even of the same
+    task id. The run-once guard claims a `once` message's id with it. On SQLite, Redis
+    and memory it is the receipt; RabbitMQ's receipts are per process (backends/amqp)."""
 
     id: str
     queue: str
     priority: int
     body: bytes
     receipt: str
+    entry: str
     deliveries: int = 1
     fence: str = ""
 

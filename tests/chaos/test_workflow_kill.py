@@ -16,7 +16,8 @@ from conveyor import chain, chord
 from tests.chaos.helpers import runs, wait_until
 from tests.conftest import WorkerProcess
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow,
+              pytest.mark.parametrize("project", ["sqlite", "redis", "amqp"], indirect=True)]
 Start = Callable[..., WorkerProcess]
 
 

@@ -453,6 +453,71 @@ def test_retry_without_a_time_is_ready_at_once(broker: Broker) -> None:
     assert [(d.id, d.body) for d in again] == [(sent.id, b"attempt 2")]
 
 
+# -- entries: one stored message, named alike in every process ---------------------------
+# The run-once guard (workflow steps, beat ticks) claims a task id with `Delivery.entry`:
+# a hand-out of the same entry must run again, a second publish of the id must not.
+
+
+def test_a_message_handed_out_again_after_a_lost_lease_keeps_its_entry(
+    make_broker: MakeBroker, clock: Clock,
+) -> None:
+    _, stale, _, current = lose_lease(make_broker, clock)
+
+    assert stale.entry
+    assert current.entry == stale.entry
+
+
+def test_a_message_whose_consumer_went_away_keeps_its_entry(
+    make_broker: MakeBroker, clock: Clock,
+) -> None:
+    # Given a consumer that finished a message, then reserved another and went away
+    # without settling it
+    holder, other = make_broker(lease_seconds=LEASE), make_broker(lease_seconds=LEASE)
+    holder.publish([envelope()])
+    holder.ack([reserve_one(holder)])
+    holder.publish([envelope()])
+    first = reserve_one(holder)
+    if make_broker.kind != "memory":  # type: ignore[attr-defined]  # one shared store
+        holder.close()
+
+    # When it is handed out to another consumer (at once on RabbitMQ, after the lease)
+    clock.advance(LEASE + CLOCK_SLACK)
+    again = reserve_one(other)
+
+    # Then it is the same entry
+    assert (again.id, again.redelivered) == (first.id, True)
+    assert again.entry == first.entry
+
+
+def test_a_retried_message_keeps_its_entry(broker: Broker, clock: Clock) -> None:
+    broker.publish([envelope()])
+    first = reserve_one(broker)
+
+    broker.retry(first, b"attempt 2", None)
+    second = reserve_one(broker)
+    broker.retry(second, b"attempt 3", clock.time() + 0.3)
+    clock.advance(0.3 + CLOCK_SLACK)
+    third = reserve_one(broker)
+
+    assert [d.body for d in (second, third)] == [b"attempt 2", b"attempt 3"]
+    assert first.entry == second.entry == third.entry
+
+
+def test_each_publish_of_a_task_id_is_an_entry_of_its_own(make_broker: MakeBroker) -> None:
+    # Given one task id published twice in one call and once more in another
+    sent = envelope()
+    consumers = [make_broker() for _ in range(3)]
+    consumers[0].publish([sent, sent])
+    consumers[0].publish([sent])
+
+    # When three consumers take a copy each
+    got = [reserve_one(consumer) for consumer in consumers]
+
+    # Then they are three entries, though each consumer got its first message
+    assert [d.id for d in got] == [sent.id] * 3
+    assert len({d.entry for d in got}) == 3
+
+
 # -- dead letters ---------------------------------------------------------------------------
 
 

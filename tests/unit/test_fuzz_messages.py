@@ -59,7 +59,7 @@ def mutations(body: bytes) -> st.SearchStrategy[bytes]:
 
 def read(body: Any) -> Prepared | Completion:
     return executor.prepare(Delivery(id="d", queue="default", priority=0, body=body,
-                                     receipt="1"))
+                                     receipt="1", entry="1"))
 
 
 @FUZZ

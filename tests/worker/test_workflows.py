@@ -14,7 +14,8 @@ from tests.conftest import WorkerProcess
 
 pytestmark = [
     pytest.mark.timeout(180),
-    pytest.mark.parametrize("project", ["sqlite", "redis", "redis-cluster"], indirect=True),
+    pytest.mark.parametrize("project", ["sqlite", "redis", "redis-cluster", "amqp"],
+                            indirect=True),
 ]
 Start = Callable[..., WorkerProcess]
 
@@ -41,6 +42,16 @@ def test_a_chain_passes_each_value_to_the_next_step(tasks: ModuleType,
 
     assert result.get(timeout=30) == 10
     assert (add.s(1, 1) | add.si(5, 5)).delay().get(timeout=30) == 10  # si ignores the value
+
+
+def test_a_chain_step_that_retries_goes_on_with_the_chain(tasks: ModuleType,
+                                                          start_worker: Start) -> None:
+    start_worker("-p", "2")
+
+    # flaky_double(3) fails its first attempt: a workflow step (run once) that retries
+    result = chain(tasks.add.s(1, 2), tasks.flaky_double.s(), tasks.add.s(1)).delay()
+
+    assert result.get(timeout=30) == 7
 
 
 def test_a_group_gives_its_values_in_order(tasks: ModuleType, start_worker: Start) -> None:

@@ -89,7 +89,7 @@ class Followups:
         # A dead letter may be re-run (`conveyor dead retry`), and a retry of an early-acked
         # task is published anew: either way a new broker entry must be allowed to run.
         if message.once and (c.action == "dead" or (c.action == "retry" and c.acked)):
-            self.releases.append((once_claim(message.id), c.delivery.receipt))
+            self.releases.append((once_claim(message.id), c.delivery.entry))
 
     def _failed(self, message: Message, error: ErrorInfo) -> None:
         self.messages += error_calls(self.app.tasks, message.link_error, message.id, self.now)

@@ -181,13 +181,14 @@ class Executor:
 
     def first_run(self, prepared: Prepared) -> bool:
         """For a `once` message (a workflow step or beat tick, which a dying publisher may
-        have published twice): claim its id for this broker entry. Another entry holding
-        it means this copy is a duplicate. A redelivery of the same entry (its worker
-        died) holds the claim already, so it runs again, as any task would."""
+        have published twice): claim its id for this broker entry (`Delivery.entry`, the
+        same in any process). Another entry holding it means this copy is a duplicate. A
+        redelivery of the same entry (its worker died) or a retry of it holds the claim
+        already, so it runs again, as any task would."""
         message, delivery = prepared.message, prepared.delivery
-        holder = self.app.coordination.claim(once_claim(message.id), delivery.receipt,
-                                        max(self._ttl(prepared.task), ONCE_TTL_MIN))
-        return holder == delivery.receipt
+        holder = self.app.coordination.claim(once_claim(message.id), delivery.entry,
+                                             max(self._ttl(prepared.task), ONCE_TTL_MIN))
+        return holder == delivery.entry
 
     def duplicate(self, prepared: Prepared) -> Completion:
         return Completion(prepared.delivery, "ack",

@@ -32,7 +32,14 @@ import aiormq.abc
 from conveyor.backends.amqp import admin
 from conveyor.backends.amqp.acks import Acks
 from conveyor.backends.amqp.client import LOST, AmqpClient, Session, confirmed, properties
-from conveyor.backends.amqp.headers import counted, eta_of, headers_for
+from conveyor.backends.amqp.headers import (
+    counted,
+    entry_of,
+    eta_of,
+    headers_for,
+    new_entry,
+    stamped,
+)
 from conveyor.backends.amqp.holding import Held, Holdings, Subscription, consuming
 from conveyor.backends.amqp.parking import Parking
 from conveyor.backends.amqp.topology import LEVELS, Names, count, declare_queue, delay_key
@@ -84,13 +91,15 @@ class AmqpBroker:
         channel = await session.channel("publish", confirms=True)
         now = time.time()
         await confirmed(await asyncio.gather(*(
-            self._send(channel, e.queue, e.id, e.priority, e.body, e.eta, 0, now)
+            self._send(channel, e.queue, e.id, e.priority, e.body, e.eta, 0, new_entry(), now)
             for e in envelopes)))
 
     async def _send(self, channel: aiormq.abc.AbstractChannel, queue: str, task_id: str,
                     priority: int, body: bytes, eta: float | None, deliveries: int,
-                    now: float) -> Any:
-        headers = headers_for(eta, deliveries)
+                    entry: str, now: float) -> Any:
+        """Publish one message; `entry` is its stamp: new from `publish`, carried over
+        when the broker publishes a message anew (headers.py)."""
+        headers = headers_for(eta, deliveries, entry)
         exchange, key = "", self.names.ready(queue)
         if eta is not None and eta > now:
             exchange, key = self.names.delay(queue, LEVELS - 1), delay_key(eta - now)[0]
@@ -202,8 +211,9 @@ class AmqpBroker:
             bool(getattr(message.delivery, "redelivered", False)))
         delivery = Delivery(id=props.message_id or "", queue=sub.queue,
                             priority=props.priority or 0, body=message.body,
-                            receipt=self.holdings.receipt(), deliveries=deliveries,
-                            fence=str(session.generation))
+                            receipt=self.holdings.receipt(),
+                            entry=entry_of(headers, props.message_id or ""),
+                            deliveries=deliveries, fence=str(session.generation))
         self.holdings.arrive(Held(sub.queue, self._order.get(sub.queue, 0), delivery,
                                   message, sub.channel, tag, sub))
 
@@ -216,7 +226,7 @@ class AmqpBroker:
         channel = await session.channel("publish", confirms=True)
         await confirmed([await self._send(
             channel, queue, props.message_id or "", props.priority or 0, message.body, eta,
-            counted(headers), time.time())])
+            counted(headers), stamped(headers), time.time())])
         if message.channel is not None:
             await self.acks.ack([(message.channel, int(message.delivery_tag or 0))])
 
@@ -256,7 +266,7 @@ class AmqpBroker:
         channel = await session.channel("publish", confirms=True)
         await confirmed([await self._send(channel, held.queue, props.message_id or "",
                                           props.priority or 0, body, at, deliveries,
-                                          time.time())])
+                                          stamped(props.headers or {}), time.time())])
         await self._ack([held])
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:

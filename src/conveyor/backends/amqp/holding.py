@@ -89,6 +89,9 @@ class Holdings:
         self._receipts = itertools.count(1)
 
     def receipt(self) -> str:
+        """A name for one hand-out, unique in this process only. A message handed out
+        again may come to the process still running its first hand-out, so the two must
+        settle apart. What names the message in any process is `Delivery.entry`."""
         return str(next(self._receipts))
 
     # -- the loop thread ---------------------------------------------------------------

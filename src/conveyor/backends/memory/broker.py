@@ -110,7 +110,7 @@ class MemoryBroker:
             entry.leased_until = until
             self._leased[entry.seq] = entry
             taken.append(Delivery(entry.id, entry.queue, entry.priority, entry.body,
-                                  str(entry.seq), entry.deliveries))
+                                  str(entry.seq), str(entry.seq), entry.deliveries))
         return taken
 
     def _holder(self, delivery: Delivery) -> _Entry | None:

@@ -202,7 +202,7 @@ class RedisBroker:
                 continue
             _, priority, task_id = ref.split("|", 2)  # reserve.lua checked the form
             deliveries.append(Delivery(id=task_id, queue=queue, priority=int(priority),
-                                       body=reply[i + 2], receipt=ref,
+                                       body=reply[i + 2], receipt=ref, entry=ref,
                                        deliveries=int(fence.split(":")[0]), fence=fence))
         return next_due
 

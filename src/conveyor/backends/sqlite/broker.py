@@ -154,7 +154,7 @@ class SQLiteBroker:
             # A row written by something else may hold other types: they are handed out
             # as what they mean (the executor dead-letters a body that isn't a message).
             Delivery(id=str(r[1]), queue=r[2], priority=_priority(r[3]), body=_bytes(r[4]),
-                     receipt=str(r[0]), deliveries=r[5])
+                     receipt=str(r[0]), entry=str(r[0]), deliveries=r[5])
             for r in rows
         ]
         deliveries.sort(key=lambda d: (-d.priority, int(d.receipt)))
