@@ -20,7 +20,8 @@ from tests.django.testapp.models import Order  # noqa: E402
 READY, SUCCESSFUL = TaskResultStatus.READY, TaskResultStatus.SUCCESSFUL
 
 
-pytestmark = pytest.mark.usefixtures("clean_backend")
+# Transactional: run_worker runs tasks whose results the Django backend writes to the database.
+pytestmark = [pytest.mark.usefixtures("clean_backend"), pytest.mark.django_db(transaction=True)]
 
 
 def test_run_worker_runs_by_priority_then_due_time_then_enqueue_order() -> None:

@@ -92,7 +92,7 @@ class _InProcessWorker:
         self.app = app
         self.queues = queues
         self.consumer = Consumer(app, queues, threads=1)
-        self.pending: dict[str, tuple[tuple[Any, ...], Item]] = {}  # by broker receipt
+        self.pending: dict[str, tuple[tuple[Any, ...], Item]] = {}  # by broker entry
         self.seq = itertools.count()
         self.renewed = time.monotonic()
 
@@ -103,8 +103,8 @@ class _InProcessWorker:
                 self.reserve()
                 if not self.pending:
                     return ran
-                receipt = min(self.pending, key=lambda r: self.pending[r][0])
-                self.execute(self.pending.pop(receipt)[1])
+                entry = min(self.pending, key=lambda r: self.pending[r][0])
+                self.execute(self.pending.pop(entry)[1])
                 ran += 1
         finally:
             for _, item in self.pending.values():
@@ -117,11 +117,11 @@ class _InProcessWorker:
             broker.extend([item.delivery for _, item in self.pending.values()])
             self.renewed = time.monotonic()
         for delivery in broker.reserve(self.queues, BATCH, 0.0):
-            old = self.pending.get(delivery.receipt)
+            old = self.pending.get(delivery.entry)
             item = self.consumer.executor.prepare(delivery)
             # A lease that ran out while tasks ran: the newer hand-out replaces the old one.
             key = old[0] if old else (*_order(item, delivery), next(self.seq))
-            self.pending[delivery.receipt] = (key, item)
+            self.pending[delivery.entry] = (key, item)
 
     def execute(self, item: Item) -> None:
         consumer = self.consumer
