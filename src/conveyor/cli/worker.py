@@ -86,7 +86,7 @@ def parse_queues(value: str) -> list[str]:
                    "can't start (long tasks).")
 @click.option("--async-concurrency", type=click.IntRange(min=1), default=None,
               help="async def tasks a process runs at once, on its event loop, besides "
-                   "its threads' work [default: 100].")
+                   "its threads' work [default: 256].")
 @click.option("--max-tasks-per-child", type=click.IntRange(min=1), default=None,
               help="Replace a process after it ran this many tasks.")
 @click.option("--max-memory-per-child", type=click.IntRange(min=1), default=None,

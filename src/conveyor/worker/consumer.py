@@ -44,7 +44,7 @@ BUSY_WAIT = 0.05  # how long a reserve blocks for more work while tasks are runn
 FULL_POLL = 0.1  # how often progress reports are written at least, and flags looked at
 
 
-DEFAULT_ASYNC_CONCURRENCY = 100  # async tasks one process runs at once, by default
+DEFAULT_ASYNC_CONCURRENCY = 256  # async tasks one process runs at once, by default
 
 
 def default_prefetch(threads: int) -> int:
