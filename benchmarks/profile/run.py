@@ -83,6 +83,9 @@ def main() -> None:
     spy = None
     try:
         while left(profile_tasks.app) == args.n:
+            if worker.poll() is not None:  # e.g. an option it doesn't know: say so, don't hang
+                raise SystemExit(f"the worker exited ({worker.returncode}) before starting: "
+                                 f"conveyor worker {' '.join(args.worker_args)}")
             time.sleep(0.002)
         started, first = time.monotonic(), left(profile_tasks.app)
         pids = process_tree(worker.pid)
