@@ -7,8 +7,9 @@ dead-lettered with its exact bytes, and a signature covers exactly what was sent
 
 from __future__ import annotations
 
+import os
+import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -115,8 +116,28 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Message)
 
 
-def new_id() -> str:
-    return uuid.uuid4().hex
+class _RandomIds:
+    """Task ids: 128 random bits from os.urandom as 32 hex digits (uuid4().hex's form),
+    read 4 KiB at a time. One getrandom() system call per 256 ids instead of one each was
+    a tenth of a `delay()` on Redis. The pid is checked on every id, so a forked child
+    never hands out bytes its parent read (they'd be the same ids)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._buffer = b""
+        self._offset = 0
+
+    def __call__(self) -> str:
+        with self._lock:
+            if self._offset >= len(self._buffer) or self._pid != os.getpid():
+                self._pid, self._buffer, self._offset = os.getpid(), os.urandom(4096), 0
+            start = self._offset
+            self._offset += 16
+            return self._buffer[start:start + 16].hex()
+
+
+new_id = _RandomIds()
 
 
 def now() -> float:

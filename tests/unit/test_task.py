@@ -262,6 +262,47 @@ def test_arguments_that_dont_fit_raise_type_error_naming_the_task(app: App) -> N
     assert ready(app) == 0
 
 
+@pytest.mark.parametrize(("args", "fits"), [
+    ((), False), ((1,), True), ((1, 2), True), ((1, 2, 3), True), ((1, 2, 3, 4), False),
+])
+def test_positional_calls_are_checked_against_required_and_optional_parameters(
+    app: App, args: tuple[int, ...], fits: bool,
+) -> None:
+    """Positional-only calls are checked by counting (no Signature.bind): the count must
+    still honour defaults, and a bound task's context parameter takes no argument."""
+
+    @app.task(bind=True)
+    def scale(task: TaskContext, x: int, y: int = 2, z: int = 3) -> int:
+        return x * y * z
+
+    if fits:
+        scale.apply_async(args)
+    else:
+        with pytest.raises(TypeError, match="scale"):
+            scale.apply_async(args)
+    assert ready(app) == (1 if fits else 0)
+
+
+def test_tasks_with_star_args_or_keyword_only_parameters_are_checked_by_their_signature(
+    app: App,
+) -> None:
+    @app.task
+    def spread(*values: int, sep: str) -> str:
+        return sep.join(map(str, values))
+
+    @app.task
+    def gather(first: int, *rest: int) -> int:
+        return first + sum(rest)
+
+    with pytest.raises(TypeError, match="spread"):
+        spread.apply_async((1, 2))  # sep is keyword-only and required
+    spread.apply_async((1, 2), {"sep": ","})
+    gather.apply_async((1, 2, 3, 4, 5))
+    with pytest.raises(TypeError, match="gather"):
+        gather.apply_async(())
+    assert ready(app) == 2
+
+
 def test_delay_with_wrong_arguments_queues_nothing(app: App) -> None:
     @app.task
     def add(x: int, y: int) -> int:
