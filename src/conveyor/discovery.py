@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import pkgutil
 import sys
 import traceback
 from pathlib import Path
@@ -91,6 +90,8 @@ def _close_module(module_name: str) -> str:
         where = importlib.import_module(parent).__path__ if parent else [os.getcwd()]
     except Exception:  # noqa: BLE001 - only a hint: the parent is what's missing then
         return ""
+    import pkgutil  # here: a MB a process, for `-A` discovery only
+
     names = [m.name for m in pkgutil.iter_modules(list(where))]
     hint = did_you_mean(leaf, names)
     if not hint:

@@ -17,10 +17,12 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Any, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any, Protocol
 
 from conveyor.errors import ConfigurationError
+
+if TYPE_CHECKING:  # zoneinfo is imported where a zone is made: a MB a process otherwise
+    from zoneinfo import ZoneInfo
 
 
 class Schedule(Protocol):
@@ -78,6 +80,8 @@ class Every:
 
     @property
     def zone(self) -> ZoneInfo:
+        from zoneinfo import ZoneInfo
+
         return ZoneInfo("UTC")
 
     def check(self) -> None:
@@ -205,6 +209,8 @@ class Cron:
 
     @cached_property
     def zone(self) -> ZoneInfo:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
         try:
             return ZoneInfo(self.tz)
         except (ZoneInfoNotFoundError, ValueError, TypeError):

@@ -6,7 +6,6 @@ round trip; `map()` publishes many in one. A plain call runs the function inline
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -191,6 +190,8 @@ class Task(Generic[P, R]):
         arguments, so identical calls share a key."""
         check_arguments(message, self.param_names)  # raises, naming a bad argument
         encoded = msgspec.json.encode([message.args, message.kwargs], order="sorted")
+        import hashlib  # here: OpenSSL costs a process MBs, and few tasks are unique
+
         return f"{self.name}:{hashlib.sha256(encoded).hexdigest()[:32]}"
 
     def _publish_unique(self, message: Message, key: str) -> AsyncResult[R]:

@@ -27,7 +27,6 @@ was added, changed or resumed fires.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -93,6 +92,8 @@ def iso(tick: float) -> str:
 
 def tick_id(app: str, schedule: str, tick: float) -> str:
     """The same id for the same tick in every beat, so a tick published twice is one task."""
+    import hashlib  # here: OpenSSL costs every worker process MBs; only the beat needs it
+
     return hashlib.blake2b(f"{app}\0{schedule}\0{iso(tick)}".encode(), digest_size=16).hexdigest()
 
 
