@@ -16,13 +16,12 @@ Light on purpose: the supervisor imports this module.
 
 from __future__ import annotations
 
+import json
 import mmap
 import struct
 import threading
 import time
 from typing import Generic, NamedTuple, TypeVar
-
-import msgspec
 
 T = TypeVar("T")  # what is watched: the executor's (prepared delivery, execution) pairs
 
@@ -38,6 +37,12 @@ class Entry(NamedTuple):
     task_id: str
     attempt: int
     kind: str
+
+
+def _encode(entries: list[Entry]) -> bytes:
+    # The standard json module, not msgspec: the supervisor reads boards and imports
+    # nothing else of ours that needs msgspec, which would add 5 MB to it.
+    return json.dumps(entries, separators=(",", ":")).encode()
 
 
 class Board:
@@ -56,10 +61,10 @@ class Board:
     def write(self, entries: list[Entry]) -> None:
         room = self.SIZE - self._HEAD.size
         entries = sorted(entries)
-        data = msgspec.json.encode(entries)
+        data = _encode(entries)
         while len(data) > room:  # keep the soonest deadlines: those matter first
             entries = entries[: len(entries) // 2]
-            data = msgspec.json.encode(entries)
+            data = _encode(entries)
         self._seq += 1
         self._HEAD.pack_into(self._map, 0, self._seq, 0)
         self._map[self._HEAD.size:self._HEAD.size + len(data)] = data
@@ -76,8 +81,7 @@ class Board:
             return None
         if not data:
             return []
-        return [Entry(*e) for e in msgspec.json.decode(data, type=list[tuple[float, str, int,
-                                                                                 str]])]
+        return [Entry(*e) for e in json.loads(data)]
 
     def close(self) -> None:
         self._map.close()
