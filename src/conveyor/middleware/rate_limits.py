@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from typing import Any
 
 from conveyor.errors import ConfigurationError, ConveyorError
 from conveyor.message import Message
 from conveyor.middleware.base import Defer, Middleware
+from conveyor.outage import Outage
 from conveyor.task import Task
 
 logger = logging.getLogger("conveyor.worker")
@@ -66,8 +66,11 @@ class RateLimits(Middleware):
 
     def __init__(self) -> None:
         self._intervals: dict[str, float] = {}  # rate ("100/m") -> its interval (0.6)
-        self._outage_since: float | None = None
-        self._lock = threading.Lock()
+        self._outage = Outage(
+            logger, "rate limits: can't take slots, the coordination store is unreachable "
+            f"(%s); rate-limited tasks go back to their queues for {OUTAGE_DELAY:.0f} s at a "
+            "time until it is back",
+            "rate limits: the coordination store is back after %.1f s")
 
     def validate_options(self, task_name: str, options: dict[str, Any]) -> None:
         rate = options.get("rate_limit")
@@ -84,27 +87,9 @@ class RateLimits(Middleware):
         try:
             wait = task.app.coordination.pace(schedule_key(task.name), every)
         except ConveyorError as exc:
-            self._lost(exc)
+            self._outage.lost(exc)
             raise Defer(time.time() + OUTAGE_DELAY) from exc
-        self._back()
+        self._outage.back()
         if wait > TOLERANCE:
             slot = time.time() + wait
             raise Defer(slot, {HEADER: f"{message.attempt}:{slot:.6f}"})
-
-    def _lost(self, exc: ConveyorError) -> None:
-        with self._lock:
-            if self._outage_since is not None:
-                return
-            self._outage_since = time.monotonic()
-        logger.error("rate limits: can't take slots, the coordination store is unreachable "
-                     "(%s); rate-limited tasks go back to their queues for %.0f s at a "
-                     "time until it is back", exc, OUTAGE_DELAY)
-
-    def _back(self) -> None:
-        if self._outage_since is None:  # the common case: no lock
-            return
-        with self._lock:
-            since, self._outage_since = self._outage_since, None
-        if since is not None:
-            logger.warning("rate limits: the coordination store is back after %.1f s",
-                           time.monotonic() - since)

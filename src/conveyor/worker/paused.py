@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from conveyor.errors import ConveyorError
 from conveyor.lifecycle import pausing
-from conveyor.worker.outage import Outage
+from conveyor.worker.outage import store_outage
 
 if TYPE_CHECKING:
     from conveyor.app import App
@@ -34,8 +34,8 @@ class PausedQueues:
         self.paused: frozenset[str] = frozenset()  # of this worker's queues, last read
         self._consumable = list(self.queues)
         self._next_read = 0.0
-        self._outage = Outage(who, "reading the paused queues; the last known ones stay "
-                                   "paused meanwhile")
+        self._outage = store_outage(who, "reading the paused queues; the last known ones stay "
+                                         "paused meanwhile")
 
     def consumable(self) -> list[str]:
         """This worker's queues but the paused ones, in their order (maybe none)."""

@@ -22,7 +22,7 @@ from conveyor.lifecycle import stopping
 from conveyor.worker import threads as worker_threads
 from conveyor.worker.consumer import DEFAULT_ASYNC_CONCURRENCY, IDLE_WAIT, Consumer
 from conveyor.worker.deadlines import EXIT_HARD_LIMIT, Board, Entry
-from conveyor.worker.outage import Outage
+from conveyor.worker.outage import store_outage
 from conveyor.worker.threads import EXIT_THREAD_DIED
 
 if TYPE_CHECKING:
@@ -77,8 +77,8 @@ class Worker:
         self.started = time.time()
         self._cold = threading.Event()
         self._heartbeat: threading.Thread | None = None
-        self._reserving = Outage(f"worker {self.id}", "reserving")
-        self._beating = Outage(f"worker {self.id}", "heartbeat")
+        self._reserving = store_outage(f"worker {self.id}", "reserving")
+        self._beating = store_outage(f"worker {self.id}", "heartbeat")
 
     def stop(self, cold: bool = False) -> None:
         """Ask the worker to stop (safe from a signal handler): warm finishes running tasks
