@@ -37,7 +37,6 @@ from conveyor.backends.amqp.headers import (
     entry_of,
     eta_of,
     headers_for,
-    new_entry,
     stamped,
 )
 from conveyor.backends.amqp.holding import Held, Holdings, Subscription, consuming
@@ -47,7 +46,7 @@ from conveyor.backends.amqp.url import parse_url
 from conveyor.backends.waiting import retry_while_unavailable
 from conveyor.broker import DeadLetter, Delivery, QueueStats, Revoked, WorkerInfo
 from conveyor.errors import BrokerUnavailable
-from conveyor.message import Envelope
+from conveyor.message import Envelope, new_id
 
 logger = logging.getLogger("conveyor.amqp")
 SWEEP_EVERY = 0.1  # how often lapsed leases and long-held messages are looked for
@@ -91,7 +90,7 @@ class AmqpBroker:
         channel = await session.channel("publish", confirms=True)
         now = time.time()
         await confirmed(await asyncio.gather(*(
-            self._send(channel, e.queue, e.id, e.priority, e.body, e.eta, 0, new_entry(), now)
+            self._send(channel, e.queue, e.id, e.priority, e.body, e.eta, 0, new_id(), now)
             for e in envelopes)))
 
     async def _send(self, channel: aiormq.abc.AbstractChannel, queue: str, task_id: str,

@@ -4,19 +4,15 @@ and is lost when the message is published anew), and which published entry it is
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 ETA = "x-conveyor-eta"
 DELIVERIES = "x-conveyor-deliveries"
-# A random id stamped on each message `publish` stores, carried over when the broker
-# itself publishes it anew (a retry, a lapsed lease, a delay round, a park), so it names
-# the entry in any process: what `Delivery.entry` is on the other brokers, a row or ref.
+# A random id (`message.new_id`) stamped on each message `publish` stores, carried over
+# when the broker itself publishes it anew (a retry, a lapsed lease, a delay round, a
+# park), so it names the entry in any process: what `Delivery.entry` is on the other
+# brokers, a row or ref.
 ENTRY = "x-conveyor-entry"
-
-
-def new_entry() -> str:
-    return uuid.uuid4().hex
 
 
 def headers_for(eta: float | None, deliveries: int, entry: str) -> dict[str, Any]:
